@@ -1,0 +1,1 @@
+"""Client folders: every package here not starting with `_` declares one client (`client = ClientSpec(...)`)."""

@@ -1,0 +1,1 @@
+"""Shared code of the WhatsApp bot server; names no client."""

@@ -1,0 +1,77 @@
+"""The REST API every client gets under /api/v1/<name>, built once per client and mounted."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from core.api.auth import require_api_key
+from core.api.schemas import ClientHealth, ConversationRead, MessageRead
+from core.clients import Client, ClientRegistry
+from core.errors import AppError, NotFound
+from core.services import ServicesDep
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """A mounted app inherits no handlers from its parent, so each app gets them here."""
+
+    async def on_app_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, AppError)
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        return JSONResponse({"detail": error.message}, status_code=error.status_code, headers=headers)
+
+    app.add_exception_handler(AppError, on_app_error)
+
+
+def build_client_router(client: Client) -> APIRouter:
+    """The shared endpoints, bound to one client; everything behind its API key."""
+    router = APIRouter(dependencies=[Depends(require_api_key(client))])
+
+    @router.get("/health")
+    async def health(services: ServicesDep) -> ClientHealth:
+        return ClientHealth(
+            client=client.name, status="ok", send_mode=client.send_mode,
+            llm="openai" if services.settings.openai_api_key else "offline",
+            phone_number_ids=list(client.settings.phone_number_ids),
+        )
+
+    @router.get("/conversations")
+    async def conversations(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -> list[ConversationRead]:
+        found = await services.store.list_conversations(client.name, limit, offset)
+        return [ConversationRead.model_validate(item, from_attributes=True) for item in found]
+
+    @router.get("/conversations/{conversation_id}/messages")
+    async def messages(services: ServicesDep, conversation_id: int, limit: Limit = 200, offset: Offset = 0) -> list[MessageRead]:
+        # Scoped by client: another client's conversation is indistinguishable from a missing one.
+        if await services.store.get_conversation(client.name, conversation_id) is None:
+            raise NotFound(f"no conversation {conversation_id} for client {client.name}")
+        found = await services.store.list_messages(conversation_id, limit, offset)
+        return [MessageRead.model_validate(item, from_attributes=True) for item in found]
+
+    return router
+
+
+class ClientApps:
+    """The cached factory of client sub-apps: each is built once, however often it is asked for."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, FastAPI] = {}
+
+    def get(self, client: Client) -> FastAPI:
+        if client.name not in self._built:
+            app = FastAPI(title=f"{client.name} API", version="1")
+            add_error_handlers(app)
+            app.include_router(build_client_router(client))
+            if client.spec.router is not None:
+                app.include_router(client.spec.router, dependencies=[Depends(require_api_key(client))])
+            self._built[client.name] = app
+        return self._built[client.name]
+
+    def mount_all(self, app: FastAPI, registry: ClientRegistry) -> None:
+        for client in registry:
+            app.mount(f"/api/v1/{client.name}", self.get(client))

@@ -1,0 +1,50 @@
+"""What the per-client REST API answers with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ConversationRead(BaseModel):
+    id: int
+    phone_number_id: str
+    user_key: str
+    wa_id: str | None
+    user_id: str | None
+    contact_name: str | None
+    mode: str
+    due_at: datetime | None
+    last_inbound_at: datetime | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageRead(BaseModel):
+    id: int
+    wamid: str | None
+    direction: str
+    role: str
+    type: str
+    text: str | None
+    payload: dict[str, Any] | None
+    status: str | None
+    error: dict[str, Any] | None
+    wa_timestamp: datetime | None
+    batch_id: str | None
+    processed_at: datetime | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime
+
+
+class ClientHealth(BaseModel):
+    client: str
+    status: str
+    send_mode: str
+    llm: str
+    phone_number_ids: list[str]

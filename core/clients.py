@@ -1,0 +1,228 @@
+"""Clients: what a client folder declares, how they are found, and the routing table of WhatsApp ids."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.config import Settings, describe_validation_error
+from core.errors import ConfigError
+from core.llm.instructions import Instructions
+from core.llm.tools import ToolSet
+
+log = logging.getLogger("core.clients")
+
+DEFAULT_OFFLINE_MESSAGE = "Thanks for your message. We will get back to you shortly."
+
+SendMode = Literal["live", "sandbox"]
+
+
+class ClientSettings(BaseSettings):
+    """Variables every client has, read with the prefix `<NAME>_`; a client subclasses it to add its own."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    waba_ids: Annotated[list[str], NoDecode] = []
+    phone_number_ids: Annotated[list[str], NoDecode] = []
+    access_token: SecretStr | None = None
+    app_secret: SecretStr | None = None
+    verify_token: SecretStr | None = None
+    api_key: SecretStr | None = None
+    openai_model: str | None = None
+    offline_message: str | None = None
+
+    @field_validator("waba_ids", "phone_number_ids", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("waba_ids", "phone_number_ids")
+    @classmethod
+    def _digits_only(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.isdigit():
+                raise ValueError(f"{item!r} is not a numeric Meta id")
+        return value
+
+    @field_validator("access_token", "app_secret", "verify_token", "api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a client folder declares in its `__init__.py` as `client = ClientSpec(...)`."""
+
+    name: str
+    instructions: Instructions
+    settings_class: type[ClientSettings] = ClientSettings
+    tools: Sequence[Callable[..., Any]] = ()
+    router: APIRouter | None = None
+    offline_message: str = DEFAULT_OFFLINE_MESSAGE
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client ready to run: its declaration, its settings and what they resolve to."""
+
+    spec: ClientSpec
+    settings: ClientSettings
+    tools: ToolSet
+    app_secret: str | None
+    verify_token: str | None
+    access_token: str | None
+    model: str
+    send_mode: SendMode
+    offline_message: str
+    waba_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def env_prefix(self) -> str:
+        return env_prefix(self.spec.name)
+
+
+def env_prefix(name: str) -> str:
+    return f"{name.upper()}_"
+
+
+def discover(package: str = "clients") -> list[ClientSpec]:
+    """Import every client package not starting with `_`; one that fails is logged and skipped."""
+    root = importlib.import_module(package)
+    specs: list[ClientSpec] = []
+    for module in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
+        if module.name.startswith("_") or not module.ispkg:
+            continue
+        try:
+            imported = importlib.import_module(f"{package}.{module.name}")
+            spec = getattr(imported, "client", None)
+            if not isinstance(spec, ClientSpec):
+                raise TypeError("the package must define `client = ClientSpec(...)`")
+            if spec.name != module.name:
+                raise TypeError(f"ClientSpec name {spec.name!r} differs from its folder {module.name!r}")
+            ToolSet(spec.tools)  # a bad tool signature is a client defect, found here
+        except Exception:
+            log.exception("clients.import_failed", extra={"client": module.name})
+            continue
+        specs.append(spec)
+    return specs
+
+
+def build_client(spec: ClientSpec, settings: Settings, env_file: Path | None) -> Client:
+    """Read one client's `<NAME>_` variables and resolve fallbacks to the global ones."""
+    prefix = env_prefix(spec.name)
+    try:
+        own = spec.settings_class(_env_prefix=prefix, _env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise ConfigError(f"Invalid configuration of client {spec.name}: {describe_validation_error(error, prefix)}") from error
+    access_token = _reveal(own.access_token)
+    mode = settings.whatsapp_send_mode or ("live" if access_token else "sandbox")
+    if mode == "live" and access_token is None and own.phone_number_ids:
+        raise ConfigError(f"{prefix}ACCESS_TOKEN must be set when WHATSAPP_SEND_MODE=live")
+    return Client(
+        spec=spec,
+        settings=own,
+        tools=ToolSet(spec.tools),
+        app_secret=_reveal(own.app_secret) or _reveal(settings.meta_app_secret),
+        verify_token=_reveal(own.verify_token) or _reveal(settings.whatsapp_verify_token),
+        access_token=access_token,
+        model=own.openai_model or settings.openai_model,
+        send_mode=mode,
+        offline_message=own.offline_message or spec.offline_message,
+        waba_ids=frozenset(own.waba_ids),
+    )
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an entry of a webhook goes: a client, or the reason there is none."""
+
+    client: Client | None
+    reason: str = ""
+
+
+class ClientRegistry:
+    """All running clients and the routing table phone_number_id / WABA id → client."""
+
+    def __init__(self, clients: Iterable[Client]) -> None:
+        self._by_name: dict[str, Client] = {}
+        self._by_phone: dict[str, Client] = {}
+        self._by_waba: dict[str, Client] = {}
+        for client in clients:
+            self._by_name[client.name] = client
+            for phone in client.settings.phone_number_ids:
+                other = self._by_phone.setdefault(phone, client)
+                if other is not client:
+                    raise ConfigError(
+                        f"{client.env_prefix}PHONE_NUMBER_IDS: {phone} is already used by client {other.name}"
+                    )
+            for waba in client.waba_ids:
+                other = self._by_waba.setdefault(waba, client)
+                if other is not client:
+                    raise ConfigError(f"{client.env_prefix}WABA_IDS: {waba} is already used by client {other.name}")
+
+    def __iter__(self):
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def get(self, name: str) -> Client | None:
+        return self._by_name.get(name)
+
+    def route(self, waba_id: str, phone_number_id: str | None) -> Route:
+        """Resolve by phone_number_id and check it against the WABA id; WABA alone when no phone is given."""
+        if phone_number_id:
+            client = self._by_phone.get(phone_number_id)
+            if client is None:
+                return Route(None, "unknown phone_number_id")
+            if client.waba_ids and waba_id not in client.waba_ids:
+                return Route(None, f"WABA id does not belong to client {client.name}")
+            return Route(client)
+        client = self._by_waba.get(waba_id)
+        return Route(client) if client else Route(None, "unknown WABA id")
+
+    def app_secrets(self) -> set[str]:
+        return {client.app_secret for client in self if client.app_secret}
+
+    def verify_tokens(self) -> set[str]:
+        return {client.verify_token for client in self if client.verify_token}
+
+
+def load_registry(specs: Iterable[ClientSpec], settings: Settings, env_file: Path | None) -> ClientRegistry:
+    """Build every client from the environment and check the whole deployment's configuration."""
+    registry = ClientRegistry(build_client(spec, settings, env_file) for spec in specs)
+    secrets = registry.app_secrets() | ({settings.meta_app_secret.get_secret_value()} if settings.meta_app_secret else set())
+    for client in registry:
+        if client.access_token and not client.app_secret:
+            raise ConfigError(
+                f"{client.env_prefix}APP_SECRET or META_APP_SECRET must be set when {client.env_prefix}ACCESS_TOKEN is set: "
+                "webhooks that would make this client send real messages must be signed"
+            )
+        if secrets and not client.app_secret and client.settings.phone_number_ids:
+            log.warning(
+                "clients.no_app_secret",
+                extra={"client": client.name, "detail": f"set {client.env_prefix}APP_SECRET: its webhooks will be rejected"},
+            )
+    if not secrets:
+        log.warning("webhook.unsigned_accepted", extra={"detail": "no app secret is set: unsigned webhooks are accepted (sandbox)"})
+    return registry

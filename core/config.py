@@ -1,0 +1,90 @@
+"""Global settings, read from the environment (and `.env`) with pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+DEFAULT_GRAPH_URL = "https://graph.facebook.com/v26.0"
+
+
+class Settings(BaseSettings):
+    """Variables that apply to the whole deployment (see `.env.example`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./data/app.db"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-5.4-mini"
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    meta_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_api_base_url: str = DEFAULT_GRAPH_URL
+    whatsapp_send_mode: Literal["live", "sandbox"] | None = None
+    whatsapp_timeout_seconds: float = Field(default=15.0, gt=0)
+    debounce_seconds: float = Field(default=3.0, ge=0)
+    debounce_max_seconds: float = Field(default=15.0, ge=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    scheduler_poll_seconds: float = Field(default=2.0, gt=0)
+    scheduler_concurrency: int = Field(default=8, ge=1)
+    history_messages: int = Field(default=30, ge=0)
+    max_tool_rounds: int = Field(default=5, ge=1)
+    webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    port: int = 8000
+    clients_package: str = "clients"
+
+    @field_validator("openai_api_key", "openai_base_url", "meta_app_secret", "whatsapp_verify_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("whatsapp_send_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("whatsapp_api_base_url", "openai_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///<path> is supported so far (postgresql:// comes with the Postgres store)")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Filesystem path of the SQLite database named by DATABASE_URL."""
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into one line per bad variable, named as in the environment."""
+    lines = []
+    for item in error.errors():
+        name = prefix + "_".join(str(part) for part in item["loc"]).upper() if item["loc"] else prefix.rstrip("_")
+        lines.append(f"{name}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read global settings, raising ConfigError that names each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(f"Invalid configuration: {describe_validation_error(error)}") from error

@@ -1,0 +1,92 @@
+"""The scheduler: claims due conversations from the store and hands them to the processor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+from core.storage.base import Store
+from core.storage.records import Claim, utcnow
+
+log = logging.getLogger("core.scheduler")
+
+
+def new_owner_id() -> str:
+    """A name for this processor that is unique across processes and dynos."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Scheduler:
+    """Wakes on a nudge, at the next due time, or every poll interval; runs up to `concurrency` turns at once."""
+
+    def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], *, lease_seconds: float,
+                 poll_seconds: float, concurrency: int, owner: str | None = None) -> None:
+        self._store = store
+        self._process = process
+        self._lease_seconds = lease_seconds
+        self._poll_seconds = poll_seconds
+        self._concurrency = concurrency
+        self.owner = owner or new_owner_id()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def nudge(self) -> None:
+        """Something became due sooner than planned (a new message): look again now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming, let running turns finish for `grace_seconds`, then cancel them (their leases are released)."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._running:
+            _, pending = await asyncio.wait(self._running, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._claim_and_start()
+                delay = await self._delay_until_next()
+            except Exception:
+                log.exception("scheduler.store_failed", extra={"owner": self.owner})
+                delay = self._poll_seconds
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _claim_and_start(self) -> None:
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return
+        for claim in await self._store.claim_due(self.owner, utcnow(), self._lease_seconds, free):
+            task = asyncio.create_task(self._process(claim), name=f"conversation-{claim.conversation.id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free, and the conversation may have more waiting
+
+    async def _delay_until_next(self) -> float:
+        if len(self._running) >= self._concurrency:
+            return self._poll_seconds
+        due = await self._store.next_due_at()
+        if due is None:
+            return self._poll_seconds
+        return min(max((due - utcnow()).total_seconds(), 0.0), self._poll_seconds)

@@ -1,0 +1,103 @@
+"""What the store holds, as plain dataclasses shared by every adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Direction = Literal["in", "out", "internal"]
+Role = Literal["user", "assistant", "tool", "system", "operator"]
+Mode = Literal["bot", "human"]
+
+# Outbound statuses only move forward; "failed" is final whatever arrives after it.
+STATUS_RANK = {"pending": 0, "sandbox": 1, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+def status_moves_forward(current: str | None, new: str) -> bool:
+    """Whether a status report may replace the current one (Meta delivers them out of order)."""
+    if current == "failed":
+        return False
+    return STATUS_RANK.get(new, -1) > STATUS_RANK.get(current or "", -1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """How long a burst may settle: `seconds` after the last message, at most `max_seconds` after the first."""
+
+    seconds: float
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    client: str
+    phone_number_id: str
+    user_key: str
+    wa_id: str | None
+    user_id: str | None
+    contact_name: str | None
+    mode: Mode
+    due_at: datetime | None
+    last_inbound_at: datetime | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    wamid: str | None
+    direction: Direction
+    role: Role
+    type: str
+    text: str | None
+    payload: dict[str, Any] | None
+    status: str | None
+    error: dict[str, Any] | None
+    wa_timestamp: datetime | None
+    batch_id: str | None
+    processed_at: datetime | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message the service itself produced in a turn (reply, tool call, tool result)."""
+
+    direction: Direction
+    role: Role
+    type: str = "text"
+    text: str | None = None
+    payload: dict[str, Any] | None = None
+    wamid: str | None = None
+    status: str | None = None
+    error: dict[str, Any] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    conversation_id: int
+    is_new: bool
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A conversation held by one processor until `lease_until`."""
+
+    conversation: Conversation
+    owner: str
+    lease_until: datetime

@@ -1,0 +1,323 @@
+"""The embedded default Store: one SQLite file, every operation a transaction on one dedicated thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.storage.base import StoreUnavailable
+from core.storage.records import (
+    Claim,
+    Conversation,
+    Debounce,
+    InboundResult,
+    NewMessage,
+    StoredMessage,
+    status_moves_forward,
+)
+from core.webhook.events import InboundMessage, StatusUpdate
+
+T = TypeVar("T")
+
+SCHEMA = (Path(__file__).parent / "sqlite_schema.sql").read_text()
+
+# Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
+TIMELINE_ORDER = (
+    "COALESCE(processed_at, '9999') {dir}, CASE direction WHEN 'in' THEN 0 ELSE 1 END {dir}, "
+    "COALESCE(wa_timestamp, created_at) {dir}, id {dir}"
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="microseconds") if value is not None else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _json(value: Any) -> str | None:
+    return json.dumps(value, ensure_ascii=False) if value is not None else None
+
+
+class SQLiteStore:
+    """Store on a SQLite file in WAL mode; safe for several processes sharing the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._db is not None, "store is not open"
+            try:
+                return fn(self._db)
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailable(f"SQLite: {error}") from error
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def transaction(db: sqlite3.Connection) -> T:
+            # IMMEDIATE takes the write lock up front, so concurrent processes queue instead of deadlocking.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(transaction)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a message is durable before Meta gets its 200
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(SCHEMA)
+            return db
+
+        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(lambda db: db.close())
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def record_inbound(self, client: str, message: InboundMessage, debounce: Debounce, now: datetime) -> InboundResult:
+        def write(db: sqlite3.Connection) -> InboundResult:
+            stamp = _iso(now)
+            conversation = db.execute(
+                """INSERT INTO conversations (client, phone_number_id, user_key, wa_id, user_id, contact_name, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (client, phone_number_id, user_key) DO UPDATE SET
+                       wa_id = COALESCE(excluded.wa_id, wa_id),
+                       user_id = COALESCE(excluded.user_id, user_id),
+                       contact_name = COALESCE(excluded.contact_name, contact_name)
+                   RETURNING id, mode, due_at, pending_since""",
+                (client, message.phone_number_id, message.user_key, message.wa_id, message.user_id,
+                 message.contact_name, stamp, stamp),
+            ).fetchone()
+            answer = message.wants_reply and conversation["mode"] == "bot"
+            inserted = db.execute(
+                """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, wa_timestamp,
+                                         processed_at, created_at)
+                   VALUES (?, ?, 'in', 'user', ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (wamid) DO NOTHING""",
+                (conversation["id"], message.wamid, message.type, message.text, _json(message.payload),
+                 _iso(message.wa_timestamp), None if answer else stamp, stamp),
+            ).rowcount
+            if not inserted:
+                return InboundResult(conversation["id"], False, _time(conversation["due_at"]))
+            due_at = _time(conversation["due_at"])
+            pending_since = _time(conversation["pending_since"])
+            if answer:
+                pending_since = pending_since or now
+                due_at = min(now + timedelta(seconds=debounce.seconds), pending_since + timedelta(seconds=debounce.max_seconds))
+            db.execute(
+                """UPDATE conversations SET due_at = ?, pending_since = ?, updated_at = ?,
+                       last_inbound_at = MAX(COALESCE(last_inbound_at, ''), ?)
+                   WHERE id = ?""",
+                (_iso(due_at), _iso(pending_since), stamp, _iso(message.wa_timestamp or now), conversation["id"]),
+            )
+            return InboundResult(conversation["id"], True, due_at)
+
+        return await self._write(write)
+
+    async def record_status(self, update: StatusUpdate, now: datetime) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            db.execute(
+                """INSERT INTO message_statuses (wamid, status, timestamp, payload, recorded_at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (wamid, status) DO NOTHING""",
+                (update.wamid, update.status, _iso(update.timestamp), _json(update.payload), _iso(now)),
+            )
+            row = db.execute("SELECT id, status FROM messages WHERE wamid = ?", (update.wamid,)).fetchone()
+            if row is None:
+                return False
+            if status_moves_forward(row["status"], update.status):
+                error = {"errors": update.errors} if update.errors else None
+                db.execute("UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
+                           (update.status, _json(error), row["id"]))
+            return True
+
+        return await self._write(write)
+
+    async def next_due_at(self) -> datetime | None:
+        def read(db: sqlite3.Connection) -> datetime | None:
+            # A leased conversation becomes claimable only when its lease ends.
+            row = db.execute(
+                """SELECT MIN(MAX(due_at, COALESCE(lease_until, due_at))) FROM conversations
+                   WHERE due_at IS NOT NULL AND mode = 'bot'"""
+            ).fetchone()
+            return _time(row[0])
+
+        return await self._run(read)
+
+    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Claim]:
+        lease_until = now + timedelta(seconds=lease_seconds)
+
+        def write(db: sqlite3.Connection) -> list[Claim]:
+            rows = db.execute(
+                """UPDATE conversations SET lease_owner = ?, lease_until = ?
+                   WHERE id IN (SELECT id FROM conversations
+                                WHERE due_at IS NOT NULL AND due_at <= ? AND mode = 'bot'
+                                  AND (lease_until IS NULL OR lease_until <= ?)
+                                ORDER BY due_at LIMIT ?)
+                   RETURNING *""",
+                (owner, _iso(lease_until), _iso(now), _iso(now), limit),
+            ).fetchall()
+            return [Claim(_conversation(row), owner, lease_until) for row in rows]
+
+        return await self._write(write)
+
+    async def renew_lease(self, claim: Claim, now: datetime, lease_seconds: float) -> Claim | None:
+        lease_until = now + timedelta(seconds=lease_seconds)
+
+        def write(db: sqlite3.Connection) -> bool:
+            return bool(db.execute(
+                "UPDATE conversations SET lease_until = ? WHERE id = ? AND lease_owner = ? AND lease_until > ?",
+                (_iso(lease_until), claim.conversation.id, claim.owner, _iso(now)),
+            ).rowcount)
+
+        renewed = await self._write(write)
+        return Claim(claim.conversation, claim.owner, lease_until) if renewed else None
+
+    async def release(self, claim: Claim, retry_at: datetime | None) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                """UPDATE conversations SET lease_owner = NULL, lease_until = NULL, due_at = COALESCE(?, due_at)
+                   WHERE id = ? AND lease_owner = ?""",
+                (_iso(retry_at), claim.conversation.id, claim.owner),
+            )
+
+        await self._write(write)
+
+    async def pending_batch(self, conversation_id: int) -> list[StoredMessage]:
+        def read(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(
+                """SELECT * FROM messages WHERE conversation_id = ? AND direction = 'in' AND processed_at IS NULL
+                   ORDER BY COALESCE(wa_timestamp, created_at), id""",
+                (conversation_id,),
+            ).fetchall()
+            return [_message(row) for row in rows]
+
+        return await self._run(read)
+
+    async def history(self, conversation_id: int, limit: int) -> list[StoredMessage]:
+        def read(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(
+                f"""SELECT * FROM messages WHERE conversation_id = ? AND processed_at IS NOT NULL
+                    ORDER BY {TIMELINE_ORDER.format(dir='DESC')} LIMIT ?""",
+                (conversation_id, limit),
+            ).fetchall()
+            return [_message(row) for row in reversed(rows)]
+
+        return await self._run(read)
+
+    async def complete_batch(
+        self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage], now: datetime
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            stamp = _iso(now)
+            conversation_id = claim.conversation.id
+            db.executemany(
+                "UPDATE messages SET processed_at = ?, batch_id = ? WHERE id = ? AND processed_at IS NULL",
+                [(stamp, batch_id, message.id) for message in batch],
+            )
+            for item in produced:
+                db.execute(
+                    """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, status, error,
+                                             batch_id, processed_at, prompt_tokens, completion_tokens, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (conversation_id, item.wamid, item.direction, item.role, item.type, item.text, _json(item.payload),
+                     item.status, _json(item.error), batch_id, stamp, item.prompt_tokens, item.completion_tokens, stamp),
+                )
+                if item.wamid:
+                    _apply_early_statuses(db, item.wamid)
+            pending = db.execute(
+                "SELECT MIN(created_at) FROM messages WHERE conversation_id = ? AND direction = 'in' AND processed_at IS NULL",
+                (conversation_id,),
+            ).fetchone()[0]
+            db.execute(
+                """UPDATE conversations SET
+                       prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
+                       pending_since = ?, due_at = CASE WHEN ? IS NULL THEN NULL ELSE due_at END,
+                       lease_owner = NULL, lease_until = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
+                 pending, pending, stamp, conversation_id),
+            )
+
+        await self._write(write)
+
+    async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]:
+        def read(db: sqlite3.Connection) -> list[Conversation]:
+            rows = db.execute(
+                "SELECT * FROM conversations WHERE client = ? ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+                (client, limit, offset),
+            ).fetchall()
+            return [_conversation(row) for row in rows]
+
+        return await self._run(read)
+
+    async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None:
+        def read(db: sqlite3.Connection) -> Conversation | None:
+            row = db.execute("SELECT * FROM conversations WHERE client = ? AND id = ?", (client, conversation_id)).fetchone()
+            return _conversation(row) if row else None
+
+        return await self._run(read)
+
+    async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]:
+        def read(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(
+                f"SELECT * FROM messages WHERE conversation_id = ? ORDER BY {TIMELINE_ORDER.format(dir='ASC')} LIMIT ? OFFSET ?",
+                (conversation_id, limit, offset),
+            ).fetchall()
+            return [_message(row) for row in rows]
+
+        return await self._run(read)
+
+
+def _apply_early_statuses(db: sqlite3.Connection, wamid: str) -> None:
+    """Statuses can beat the send's own response to us; apply those already recorded."""
+    for row in db.execute("SELECT status, payload FROM message_statuses WHERE wamid = ?", (wamid,)).fetchall():
+        current = db.execute("SELECT status FROM messages WHERE wamid = ?", (wamid,)).fetchone()["status"]
+        if status_moves_forward(current, row["status"]):
+            errors = json.loads(row["payload"]).get("errors")
+            db.execute("UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE wamid = ?",
+                       (row["status"], _json({"errors": errors} if errors else None), wamid))
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"], client=row["client"], phone_number_id=row["phone_number_id"], user_key=row["user_key"],
+        wa_id=row["wa_id"], user_id=row["user_id"], contact_name=row["contact_name"], mode=row["mode"],
+        due_at=_time(row["due_at"]), last_inbound_at=_time(row["last_inbound_at"]),
+        prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+        created_at=_time(row["created_at"]), updated_at=_time(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _message(row: sqlite3.Row) -> StoredMessage:
+    return StoredMessage(
+        id=row["id"], conversation_id=row["conversation_id"], wamid=row["wamid"], direction=row["direction"],
+        role=row["role"], type=row["type"], text=row["text"],
+        payload=json.loads(row["payload"]) if row["payload"] else None, status=row["status"],
+        error=json.loads(row["error"]) if row["error"] else None, wa_timestamp=_time(row["wa_timestamp"]),
+        batch_id=row["batch_id"], processed_at=_time(row["processed_at"]),
+        prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+        created_at=_time(row["created_at"]),  # type: ignore[arg-type]
+    )

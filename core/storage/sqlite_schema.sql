@@ -1,0 +1,56 @@
+-- The embedded default's schema; the Postgres one keeps the same tables, columns and meanings.
+-- Times are ISO 8601 UTC text with microseconds, so text order is time order.
+
+CREATE TABLE IF NOT EXISTS conversations (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    client            TEXT    NOT NULL,               -- client folder name
+    phone_number_id   TEXT    NOT NULL,               -- the business number the person wrote to
+    user_key          TEXT    NOT NULL,               -- wa_id when Meta gives one, else the business-scoped user_id
+    wa_id             TEXT,
+    user_id           TEXT,
+    contact_name      TEXT,
+    mode              TEXT    NOT NULL DEFAULT 'bot' CHECK (mode IN ('bot', 'human')),
+    due_at            TEXT,                           -- when the pending batch should be answered; NULL when none
+    pending_since     TEXT,                           -- arrival of the oldest unanswered message (caps the debounce)
+    lease_owner       TEXT,                           -- processor holding the conversation
+    lease_until       TEXT,
+    last_inbound_at   TEXT,                           -- opens the 24 h customer-service window
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created_at        TEXT    NOT NULL,
+    updated_at        TEXT    NOT NULL,
+    UNIQUE (client, phone_number_id, user_key)
+);
+CREATE INDEX IF NOT EXISTS conversations_due ON conversations (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS conversations_client ON conversations (client, updated_at);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT, -- arrival order
+    conversation_id   INTEGER NOT NULL REFERENCES conversations (id),
+    wamid             TEXT    UNIQUE,                 -- Meta's message id; redelivery of the same wamid is a no-op
+    direction         TEXT    NOT NULL CHECK (direction IN ('in', 'out', 'internal')),
+    role              TEXT    NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'system', 'operator')),
+    type              TEXT    NOT NULL,
+    text              TEXT,
+    payload           TEXT,                           -- JSON: Meta's message, or the tool calls / result
+    status            TEXT,                           -- outbound: pending, sandbox, sent, delivered, read, failed
+    error             TEXT,                           -- JSON: Meta's error for a failed message
+    wa_timestamp      TEXT,                           -- Meta's timestamp of an inbound message
+    batch_id          TEXT,                           -- the turn that answered (inbound) or produced (outbound) it
+    processed_at      TEXT,                           -- when the turn completed; NULL for an unanswered inbound message
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created_at        TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (conversation_id) WHERE processed_at IS NULL;
+CREATE INDEX IF NOT EXISTS messages_timeline ON messages (conversation_id, processed_at);
+
+-- Every status report, kept even when it arrives before the message it names is stored.
+CREATE TABLE IF NOT EXISTS message_statuses (
+    wamid        TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    timestamp    TEXT,
+    payload      TEXT NOT NULL,
+    recorded_at  TEXT NOT NULL,
+    PRIMARY KEY (wamid, status)
+);

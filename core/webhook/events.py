@@ -1,0 +1,217 @@
+"""A webhook delivery turned into the events the service acts on, one per message, status or other change."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.webhook.payloads import Contact, Message, MessagesValue, Status, WebhookPayload
+
+log = logging.getLogger("core.webhook")
+
+# Types that are recorded but never answered: a reaction or a system notice is not a turn.
+SILENT_TYPES = frozenset({"reaction", "system"})
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a person sent to a business number."""
+
+    waba_id: str
+    phone_number_id: str
+    wamid: str
+    user_key: str
+    wa_id: str | None
+    user_id: str | None
+    contact_name: str | None
+    type: str
+    text: str
+    wa_timestamp: datetime | None
+    payload: dict[str, Any] = field(repr=False)
+
+    @property
+    def wants_reply(self) -> bool:
+        return self.type not in SILENT_TYPES
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """Meta's news about a message the business sent."""
+
+    waba_id: str
+    phone_number_id: str
+    wamid: str
+    status: str
+    timestamp: datetime | None
+    recipient: str | None
+    errors: list[dict[str, Any]]
+    payload: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OtherChange:
+    """Any other change (template, quality, account updates, message echoes, value-level errors)."""
+
+    waba_id: str
+    phone_number_id: str | None
+    field: str
+    value: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A part of a delivery that cannot be used (no id to key it by); logged, never stored."""
+
+    waba_id: str
+    phone_number_id: str | None
+    field: str
+    detail: str
+
+
+Event = InboundMessage | StatusUpdate | OtherChange | Malformed
+
+
+def parse_events(payload: WebhookPayload) -> list[Event]:
+    """Flatten every entry, change, message and status of a delivery into events, in delivery order."""
+    events: list[Event] = []
+    for entry in payload.entry:
+        for change in entry.changes:
+            phone = _phone_number_id(change.value)
+            if change.field != "messages":
+                events.append(OtherChange(entry.id, phone, change.field, change.value))
+                continue
+            events.extend(_messages_change(entry.id, change.value))
+    return events
+
+
+def _phone_number_id(value: dict[str, Any]) -> str | None:
+    metadata = value.get("metadata")
+    phone = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    return str(phone) if phone else None
+
+
+def _messages_change(waba_id: str, raw: dict[str, Any]) -> list[Event]:
+    try:
+        value = MessagesValue.model_validate({k: v for k, v in raw.items() if k not in ("messages", "statuses")})
+    except ValidationError as error:
+        return [Malformed(waba_id, _phone_number_id(raw), "messages", f"bad metadata or contacts: {error.errors()[:1]}")]
+    phone = value.metadata.phone_number_id or ""
+    events: list[Event] = []
+    for item in _as_list(raw.get("messages")):
+        try:
+            message = Message.model_validate(item)
+        except ValidationError as error:
+            events.append(Malformed(waba_id, phone, "messages", f"message without usable id: {error.errors()[:1]}"))
+            continue
+        events.append(_inbound(waba_id, phone, value.contacts, message, item))
+    for item in _as_list(raw.get("statuses")):
+        try:
+            status = Status.model_validate(item)
+        except ValidationError as error:
+            events.append(Malformed(waba_id, phone, "statuses", f"status without id or status: {error.errors()[:1]}"))
+            continue
+        events.append(
+            StatusUpdate(
+                waba_id=waba_id,
+                phone_number_id=phone,
+                wamid=status.id,
+                status=status.status,
+                timestamp=parse_timestamp(status.timestamp),
+                recipient=status.recipient_id or status.recipient_user_id,
+                errors=[error.model_dump(exclude_none=True) for error in status.errors],
+                payload=item,
+            )
+        )
+    if value.errors:
+        events.append(OtherChange(waba_id, phone, "messages.errors", {"errors": raw.get("errors")}))
+    return events
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _inbound(waba_id: str, phone: str, contacts: list[Contact], message: Message, raw: dict[str, Any]) -> InboundMessage | Malformed:
+    contact = _contact_for(message, contacts)
+    wa_id = message.from_ or (contact.wa_id if contact else None)
+    user_id = (contact.user_id if contact else None) or message.from_user_id
+    user_key = wa_id or user_id
+    if not user_key:
+        return Malformed(waba_id, phone, "messages", f"message {message.id} names no sender (neither wa_id nor user_id)")
+    return InboundMessage(
+        waba_id=waba_id,
+        phone_number_id=phone,
+        wamid=message.id,
+        user_key=user_key,
+        wa_id=wa_id,
+        user_id=user_id,
+        contact_name=contact.profile.name if contact and contact.profile else None,
+        type=message.type,
+        text=describe(message),
+        wa_timestamp=parse_timestamp(message.timestamp),
+        payload=raw,
+    )
+
+
+def _contact_for(message: Message, contacts: list[Contact]) -> Contact | None:
+    for contact in contacts:
+        if message.from_ and contact.wa_id == message.from_:
+            return contact
+        if message.from_user_id and contact.user_id == message.from_user_id:
+            return contact
+    return contacts[0] if len(contacts) == 1 else None
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    """Meta's unix-seconds string as an aware UTC datetime; None when absent or unreadable."""
+    try:
+        return datetime.fromtimestamp(int(value), UTC) if value else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def describe(message: Message) -> str:
+    """The message as short plain text, for history and for people reading the conversation."""
+    kind = message.type
+    if kind == "text" and message.text:
+        text = message.text.body
+    elif kind in {"image", "video", "document", "sticker", "audio"}:
+        media = getattr(message, kind)
+        label = "voice note" if kind == "audio" and media is not None and media.voice else kind
+        parts = [f"[{label}]"]
+        if media is not None and media.filename:
+            parts.append(media.filename)
+        if media is not None and media.caption:
+            parts.append(media.caption)
+        text = " ".join(parts)
+    elif kind == "location" and message.location:
+        loc = message.location
+        where = ", ".join(part for part in (loc.name, loc.address) if part)
+        text = " ".join(filter(None, ("[location]", where, f"({loc.latitude}, {loc.longitude})")))
+    elif kind == "contacts" and message.contacts:
+        names = [str((card.get("name") or {}).get("formatted_name", "")) for card in message.contacts]
+        phones = [str(phone.get("phone", "")) for card in message.contacts for phone in card.get("phones") or []]
+        text = f"[contact] {', '.join(filter(None, names))} {' '.join(filter(None, phones))}".strip()
+    elif kind == "interactive" and message.interactive:
+        choice = message.interactive.button_reply or message.interactive.list_reply
+        text = " - ".join(filter(None, (choice.title, choice.description))) if choice else "[interactive reply]"
+    elif kind == "button" and message.button:
+        text = message.button.text or message.button.payload or "[button]"
+    elif kind == "reaction" and message.reaction:
+        text = f"[reaction {message.reaction.emoji or 'removed'}]"
+    elif kind == "order" and message.order:
+        items = ", ".join(f"{item.quantity} x {item.product_retailer_id}" for item in message.order.product_items)
+        text = f"[order] {items}" + (f" - {message.order.text}" if message.order.text else "")
+    elif kind == "system" and message.system:
+        text = f"[system] {message.system.body or message.system.type or ''}".strip()
+    elif message.errors:
+        text = f"[{kind} message: {message.errors[0].title or message.errors[0].message or 'not supported'}]"
+    else:
+        text = f"[{kind} message]"
+    if message.referral and (message.referral.headline or message.referral.source_url):
+        text += f" [via ad: {message.referral.headline or message.referral.source_url}]"
+    return text

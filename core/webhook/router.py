@@ -1,0 +1,149 @@
+"""GET /webhook (Meta's verification handshake) and POST /webhook (deliveries)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import ValidationError
+
+from core.clients import Client
+from core.services import Services, ServicesDep
+from core.storage.base import StoreUnavailable
+from core.storage.records import utcnow
+from core.webhook.events import Event, InboundMessage, Malformed, OtherChange, StatusUpdate, parse_events
+from core.webhook.payloads import WebhookPayload
+from core.webhook.signature import matching_secret
+
+log = logging.getLogger("core.webhook")
+
+router = APIRouter()
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+@router.get("/webhook", response_class=PlainTextResponse)
+async def verify(
+    services: ServicesDep,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> PlainTextResponse:
+    """Echo the challenge when the verify token is the global one or any client's."""
+    tokens = services.registry.verify_tokens()
+    if services.settings.whatsapp_verify_token:
+        tokens.add(services.settings.whatsapp_verify_token.get_secret_value())
+    known = token is not None and any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
+    if mode != "subscribe" or not known:
+        log.warning("webhook.verification_refused", extra={"mode": mode})
+        return PlainTextResponse("verification refused: wrong hub.mode or hub.verify_token", status_code=403)
+    if not challenge:
+        return PlainTextResponse("hub.challenge is missing", status_code=400)
+    return PlainTextResponse(challenge)
+
+
+@router.post("/webhook")
+async def receive(request: Request, services: ServicesDep) -> JSONResponse:
+    """Verify, store and acknowledge; no LLM or Graph API call happens before the 200."""
+    limit = services.settings.webhook_max_body_bytes
+    body = await _read_limited(request, limit)
+    if body is None:
+        return _problem(413, f"body larger than {limit} bytes")
+    secrets = _accepted_secrets(services)
+    signer = None
+    if secrets:
+        header = request.headers.get("x-hub-signature-256")
+        signer = matching_secret(body, header, secrets)
+        if signer is None:
+            reason = "X-Hub-Signature-256 is missing" if not header else "X-Hub-Signature-256 does not match"
+            log.warning("webhook.bad_signature", extra={"detail": reason})
+            return _problem(401, reason)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return _problem(400, "body is not JSON")
+    if not isinstance(document, dict):
+        return _problem(400, "body is not a JSON object")
+    try:
+        payload = WebhookPayload.model_validate(document)
+    except ValidationError as error:
+        return _problem(400, f"not a webhook payload: {error.errors(include_url=False)[0]['loc']} is malformed")
+    if payload.object != "whatsapp_business_account":
+        log.warning("webhook.unexpected_object", extra={"object": payload.object})
+        return JSONResponse({"status": "ignored"})
+    routed = _route(services, parse_events(payload))
+    if signer is not None:
+        for event, client in routed:
+            if client is not None and client.app_secret != signer:
+                log.warning("webhook.cross_client_signature", extra={"client": client.name, "waba_id": event.waba_id})
+                return _problem(401, "X-Hub-Signature-256 was not made with the app secret of the client it names")
+    try:
+        stored = await _take_in(services, routed)
+    except StoreUnavailable:
+        log.exception("webhook.store_unavailable")
+        return _problem(503, "storage unavailable; the delivery was not recorded, retry later")
+    return JSONResponse({"status": "ok", "stored": stored})
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _accepted_secrets(services: Services) -> set[str]:
+    secrets = services.registry.app_secrets()
+    if services.settings.meta_app_secret:
+        secrets.add(services.settings.meta_app_secret.get_secret_value())
+    return secrets
+
+
+def _route(services: Services, events: list[Event]) -> list[tuple[Event, Client | None]]:
+    routed: list[tuple[Event, Client | None]] = []
+    for event in events:
+        route = services.registry.route(event.waba_id, event.phone_number_id)
+        if route.client is None:
+            # Meta retries non-2xx for days, so an unknown tenant is acknowledged, logged and left alone.
+            log.warning("webhook.unrouted", extra={"reason": route.reason, "waba_id": event.waba_id,
+                                                   "phone_number_id": event.phone_number_id})
+        routed.append((event, route.client))
+    return routed
+
+
+async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]) -> int:
+    stored = 0
+    nudge = False
+    for event, client in routed:
+        if client is None:
+            continue
+        fields = {"client": client.name, "waba_id": event.waba_id}
+        if isinstance(event, InboundMessage):
+            result = await services.store.record_inbound(client.name, event, services.debounce, utcnow())
+            stored += result.is_new
+            nudge = nudge or result.is_new
+            log.info("webhook.message" if result.is_new else "webhook.duplicate",
+                     extra={**fields, "conversation": result.conversation_id, "wamid": event.wamid, "type": event.type})
+        elif isinstance(event, StatusUpdate):
+            known = await services.store.record_status(event, utcnow())
+            log.info("webhook.status", extra={**fields, "wamid": event.wamid, "status": event.status, "known": known,
+                                              **({"errors": event.errors} if event.errors else {})})
+        elif isinstance(event, OtherChange):
+            log.info("webhook.other_change", extra={**fields, "field": event.field})
+        elif isinstance(event, Malformed):
+            log.warning("webhook.malformed", extra={**fields, "field": event.field, "detail": event.detail})
+    if nudge:
+        services.scheduler.nudge()
+    return stored

@@ -1,0 +1,84 @@
+"""The WhatsApp Cloud API (Graph API) calls the service makes, on one shared httpx client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import httpx
+
+from core.whatsapp.errors import WhatsAppError
+
+log = logging.getLogger("core.whatsapp")
+
+
+class Recipient(Protocol):
+    """Who a message goes to: wa_id when known, else the business-scoped user id."""
+
+    wa_id: str | None
+    user_id: str | None
+
+
+def recipient_fields(to: Recipient) -> dict[str, str]:
+    # Meta accepts a BSUID in "recipient" where no phone-based wa_id is known (PLATFORM.md §6).
+    if to.wa_id:
+        return {"to": to.wa_id}
+    if to.user_id:
+        return {"recipient": to.user_id}
+    raise ValueError("recipient has neither wa_id nor user_id")
+
+
+class WhatsAppSender(Protocol):
+    """Sends on behalf of one business number; the live Graph API or the sandbox."""
+
+    async def send_text(self, phone_number_id: str, token: str | None, to: Recipient, body: str) -> str:
+        """Send a text message; returns its wamid."""
+
+    async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
+        """Mark a message read, optionally showing the typing indicator."""
+
+
+class GraphSender:
+    """Talks to the Graph API at `base_url` (Meta's, or a stand-in)."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+
+    async def _post(self, phone_number_id: str, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        if not token:
+            raise WhatsAppError("no access token configured for live sending")
+        try:
+            response = await self._http.post(
+                f"{self._base_url}/{phone_number_id}/messages",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as error:
+            raise WhatsAppError(f"Graph API unreachable: {type(error).__name__}") from error
+        if response.status_code >= 400:
+            raise WhatsAppError.from_response(response)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise WhatsAppError("Graph API answered with a body that is not JSON", status_code=response.status_code) from error
+
+    async def send_text(self, phone_number_id: str, token: str | None, to: Recipient, body: str) -> str:
+        payload = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            **recipient_fields(to),
+            "type": "text",
+            "text": {"body": body, "preview_url": False},
+        }
+        answer = await self._post(phone_number_id, token, payload)
+        try:
+            return str(answer["messages"][0]["id"])
+        except (KeyError, IndexError, TypeError) as error:
+            raise WhatsAppError("Graph API accepted the message but returned no message id") from error
+
+    async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+        if typing:
+            payload["typing_indicator"] = {"type": "text"}
+        await self._post(phone_number_id, token, payload)

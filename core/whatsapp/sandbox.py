@@ -1,0 +1,23 @@
+"""The sandbox sender: logs what would be sent (the store keeps the message as usual) and sends nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from core.whatsapp.client import Recipient, recipient_fields
+
+log = logging.getLogger("core.whatsapp.sandbox")
+
+
+class SandboxSender:
+    """Stands in for the Graph API on a laptop or for a client with no access token."""
+
+    async def send_text(self, phone_number_id: str, token: str | None, to: Recipient, body: str) -> str:
+        wamid = f"sandbox.{uuid.uuid4().hex}"
+        log.info("whatsapp.sandbox_send", extra={"phone_number_id": phone_number_id, **recipient_fields(to),
+                                                  "wamid": wamid, "text": body})
+        return wamid
+
+    async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
+        log.debug("whatsapp.sandbox_mark_read", extra={"phone_number_id": phone_number_id, "wamid": wamid})

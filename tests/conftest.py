@@ -1,0 +1,118 @@
+"""Fixtures for the real pieces: stand-in servers on 127.0.0.1 and the app itself served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.app import create_app
+from core.config import Settings
+from tests.fakes.graph import FakeGraph
+from tests.fakes.openai import FakeOpenAI
+from tests.fakes.server import serve
+from tests.support import signed
+
+# Variables the tests own; anything a developer exported is removed so each test starts from a clean slate.
+OWNED_PREFIXES = ("DEMO_", "EMPRENDEMY_", "META_", "OPENAI_", "WHATSAPP_", "DATABASE_URL", "DEBOUNCE_", "LEASE_",
+                  "SCHEDULER_", "HISTORY_", "MAX_TOOL_", "WEBHOOK_", "LOG_LEVEL", "CLIENTS_PACKAGE")
+
+
+@dataclass(frozen=True)
+class TestClientIds:
+    name: str
+    waba_id: str
+    phone_number_id: str
+    token: str
+    secret: str
+    api_key: str
+
+    def env(self) -> dict[str, str]:
+        prefix = self.name.upper() + "_"
+        return {prefix + "WABA_IDS": self.waba_id, prefix + "PHONE_NUMBER_IDS": self.phone_number_id,
+                prefix + "ACCESS_TOKEN": self.token, prefix + "APP_SECRET": self.secret, prefix + "API_KEY": self.api_key}
+
+
+DEMO = TestClientIds("demo", "1001", "2001", "demo-token", "demo-secret", "demo-key")
+EMPRENDEMY = TestClientIds("emprendemy", "1002", "2002", "emp-token", "emp-secret", "emp-key")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(OWNED_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def graph() -> Iterator[FakeGraph]:
+    fake = FakeGraph()
+    with serve(fake.app) as url:
+        fake.url = url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    with serve(fake.app) as url:
+        fake.url = url + "/v1"  # type: ignore[attr-defined]
+        yield fake
+
+
+@dataclass
+class RunningApp:
+    url: str
+    http: httpx.Client
+    settings: Settings
+
+    def post_webhook(self, body: dict[str, Any] | bytes, secret: str | None) -> httpx.Response:
+        raw, headers = signed(body, secret)
+        return self.http.post(self.url + "/webhook", content=raw, headers=headers)
+
+    def api(self, client: TestClientIds, path: str, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key or client.api_key}"}
+        return self.http.get(f"{self.url}/api/v1/{client.name}{path}", headers=headers)
+
+
+@pytest.fixture
+def tmp_db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'app.db'}"
+
+
+@pytest.fixture
+def start_app(monkeypatch: pytest.MonkeyPatch, tmp_db: str) -> Iterator[Any]:
+    """Start the real app under uvicorn with the given client env and settings; stopped at test end."""
+    stack: list[Any] = []
+
+    def start(env: dict[str, str] | None = None, **overrides: Any) -> RunningApp:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        options = {"database_url": tmp_db, "debounce_seconds": 0.3, "scheduler_poll_seconds": 0.5, **overrides}
+        settings = Settings(_env_file=None, **options)
+        app = create_app(settings, env_file=None)
+        server = serve(app)
+        url = server.__enter__()
+        stack.append(server)
+        http = httpx.Client(timeout=10)
+        stack.append(http)
+        return RunningApp(url, http, settings)
+
+    yield start
+    for item in reversed(stack):
+        if isinstance(item, httpx.Client):
+            item.close()
+        else:
+            item.__exit__(None, None, None)
+
+
+@pytest.fixture
+def live_app(start_app: Any, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
+    """Both clients live against the stand-in Graph API, answering with the stand-in OpenAI."""
+    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
+                     whatsapp_api_base_url=graph.url)

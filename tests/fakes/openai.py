@@ -1,0 +1,76 @@
+"""A stand-in for OpenAI's Chat Completions: records requests and answers from a script or by echoing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: text, tool calls (name, arguments), or an HTTP error status."""
+
+    content: str | None = None
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status: int = 200
+
+
+def echo(body: dict[str, Any]) -> Reply:
+    """Default behaviour: answer with the user messages since the last assistant message."""
+    users: list[str] = []
+    for message in body["messages"]:
+        if message["role"] == "user":
+            users.append(message["content"])
+        elif message["role"] == "assistant":
+            users = []
+    return Reply(content="echo: " + " | ".join(users))
+
+
+class FakeOpenAI:
+    """Starlette app serving POST /v1/chat/completions."""
+
+    def __init__(self, respond: Callable[[dict[str, Any]], Reply] = echo) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.auth: list[str] = []
+        self.respond = respond
+        self._script: list[Reply] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
+
+    def script(self, *replies: Reply) -> None:
+        """Answer the next requests with these replies, in order, before falling back to `respond`."""
+        self._script.extend(replies)
+
+    async def _completions(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+            self.auth.append(request.headers.get("authorization", ""))
+            reply = self._script.pop(0) if self._script else None
+        reply = reply or self.respond(body)
+        if reply.status != 200:
+            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=reply.status)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{next(self._ids)}", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps(arguments)}}
+                for name, arguments in reply.tool_calls
+            ]
+        return JSONResponse({
+            "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        })
