@@ -30,4 +30,5 @@ def configure_logging(level: str) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs
+    for noisy in ("httpx", "httpx2"):  # their INFO lines carry full URLs, one per request
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -39,6 +39,7 @@ class FakeGraph:
         self.app = Starlette(routes=[Route("/{phone_number_id}/messages", self._messages, methods=["POST"])])
 
     def fail_next(self, status: int, code: int, message: str = "error") -> None:
+        """Answer the next text send with this Graph error (mark-as-read calls are not affected)."""
         self._failures.append((status, {"error": {"message": message, "type": "OAuthException", "code": code,
                                                   "fbtrace_id": "AbCdEf"}}))
 
@@ -51,7 +52,7 @@ class FakeGraph:
         call = GraphCall(request.path_params["phone_number_id"], auth.removeprefix("Bearer ") or None, body)
         with self._lock:
             self.calls.append(call)
-            failure = self._failures.pop(0) if self._failures else None
+            failure = self._failures.pop(0) if self._failures and call.is_text else None
         if failure:
             return JSONResponse(failure[1], status_code=failure[0])
         if body.get("status") == "read":
