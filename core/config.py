@@ -78,7 +78,7 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     lines = []
     for item in error.errors():
         name = prefix + "_".join(str(part) for part in item["loc"]).upper() if item["loc"] else prefix.rstrip("_")
-        lines.append(f"{name}: {item['msg']}")
+        lines.append(f"{name}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

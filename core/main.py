@@ -1,7 +1,15 @@
 """Entry point for servers: `uvicorn core.main:app` or gunicorn with uvicorn workers (see Procfile)."""
 
-from core.app import create_app
+import sys
 
-app = create_app()
+from core.app import create_app
+from core.errors import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as error:
+    # One clear line naming the variable, instead of a traceback through the server's import machinery.
+    print(f"configuration error: {error}", file=sys.stderr)
+    raise SystemExit(3) from None
 
 __all__ = ["app", "create_app"]

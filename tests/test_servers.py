@@ -87,3 +87,13 @@ def test_server_answers_a_webhook_and_stops_cleanly(server: str, tmp_path: Path)
         assert httpx.post(url + "/webhook", json=delivery).status_code == 200
         [reply] = wait_for(lambda: answered(url, "5491155550020"), timeout=20, what="the sandbox reply")
         assert reply["status"] == "sandbox"
+
+
+def test_bad_configuration_stops_the_server_with_the_variable_named(tmp_path: Path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "EMPRENDEMY_"))}
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEMO_PHONE_NUMBER_IDS": "12,abc"})
+    command = [sys.executable, "-m", "uvicorn", "core.main:app", "--host", "127.0.0.1", "--port", str(free_port())]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3
+    assert "configuration error" in result.stderr
+    assert "DEMO_PHONE_NUMBER_IDS: 'abc' is not a numeric Meta id" in result.stderr
