@@ -124,7 +124,7 @@ class Context(_Tolerant):
 
 
 class Message(_Tolerant):
-    id: str
+    id: str = Field(min_length=1)  # the wamid keys idempotency: an empty one cannot be stored
     from_: str | None = Field(default=None, alias="from")
     from_user_id: str | None = None
     timestamp: str | None = None
@@ -161,8 +161,8 @@ class StatusConversation(_Tolerant):
 
 
 class Status(_Tolerant):
-    id: str
-    status: str
+    id: str = Field(min_length=1)
+    status: str = Field(min_length=1)
     timestamp: str | None = None
     recipient_id: str | None = None
     recipient_user_id: str | None = None
