@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.config import Settings, describe_validation_error
 from core.errors import ConfigError
-from core.llm.instructions import Instructions
+from core.llm.instructions import ClassifiedPrompts, Instructions
 from core.llm.tools import ToolSet
+from core.storage.records import Debounce
 
 log = logging.getLogger("core.clients")
 
 DEFAULT_OFFLINE_MESSAGE = "Thanks for your message. We will get back to you shortly."
+DEFAULT_FALLBACK_MESSAGE = "Sorry, we cannot answer right now. A person from our team will get back to you soon."
 
 SendMode = Literal["live", "sandbox"]
 
@@ -38,7 +40,13 @@ class ClientSettings(BaseSettings):
     verify_token: SecretStr | None = None
     api_key: SecretStr | None = None
     openai_model: str | None = None
+    classifier_model: str | None = None
     offline_message: str | None = None
+    fallback_message: str | None = None
+    debounce_seconds: float | None = Field(default=None, ge=0)
+    debounce_max_seconds: float | None = Field(default=None, ge=0)
+    human_idle_minutes: float = Field(default=60, gt=0)
+    vision: bool = False
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
@@ -55,7 +63,8 @@ class ClientSettings(BaseSettings):
                 raise ValueError(f"{item!r} is not a numeric Meta id")
         return value
 
-    @field_validator("access_token", "app_secret", "verify_token", "api_key", mode="before")
+    @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",
+                     "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -71,6 +80,13 @@ class ClientSpec:
     tools: Sequence[Callable[..., Any]] = ()
     router: APIRouter | None = None
     offline_message: str = DEFAULT_OFFLINE_MESSAGE
+    fallback_message: str = DEFAULT_FALLBACK_MESSAGE
+
+    def toolsets(self) -> dict[str | None, ToolSet]:
+        """The tools each category answers with (key None for a single prompt); the client's tools are in all."""
+        if isinstance(self.instructions, ClassifiedPrompts):
+            return {c.name: ToolSet([*self.tools, *c.tools]) for c in self.instructions.categories}
+        return {None: ToolSet(self.tools)}
 
 
 @dataclass(frozen=True)
@@ -79,13 +95,16 @@ class Client:
 
     spec: ClientSpec
     settings: ClientSettings
-    tools: ToolSet
+    toolsets: dict[str | None, ToolSet]
     app_secret: str | None
     verify_token: str | None
     access_token: str | None
     model: str
+    classifier_model: str
     send_mode: SendMode
     offline_message: str
+    fallback_message: str
+    debounce: Debounce
     waba_ids: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -95,6 +114,9 @@ class Client:
     @property
     def env_prefix(self) -> str:
         return env_prefix(self.spec.name)
+
+    def tools(self, category: str | None = None) -> ToolSet:
+        return self.toolsets.get(category) or next(iter(self.toolsets.values()))
 
 
 def env_prefix(name: str) -> str:
@@ -115,7 +137,7 @@ def discover(package: str = "clients") -> list[ClientSpec]:
                 raise TypeError("the package must define `client = ClientSpec(...)`")
             if spec.name != module.name:
                 raise TypeError(f"ClientSpec name {spec.name!r} differs from its folder {module.name!r}")
-            ToolSet(spec.tools)  # a bad tool signature is a client defect, found here
+            spec.toolsets()  # a bad tool signature is a client defect, found here
         except Exception:
             log.exception("clients.import_failed", extra={"client": module.name})
             continue
@@ -134,16 +156,22 @@ def build_client(spec: ClientSpec, settings: Settings, env_file: Path | None) ->
     mode = settings.whatsapp_send_mode or ("live" if access_token else "sandbox")
     if mode == "live" and access_token is None and own.phone_number_ids:
         raise ConfigError(f"{prefix}ACCESS_TOKEN must be set when WHATSAPP_SEND_MODE=live")
+    debounce_seconds = settings.debounce_seconds if own.debounce_seconds is None else own.debounce_seconds
+    debounce_max = settings.debounce_max_seconds if own.debounce_max_seconds is None else own.debounce_max_seconds
+    model = own.openai_model or settings.openai_model
     return Client(
         spec=spec,
         settings=own,
-        tools=ToolSet(spec.tools),
+        toolsets=spec.toolsets(),
         app_secret=_reveal(own.app_secret) or _reveal(settings.meta_app_secret),
         verify_token=_reveal(own.verify_token) or _reveal(settings.whatsapp_verify_token),
         access_token=access_token,
-        model=own.openai_model or settings.openai_model,
+        model=model,
+        classifier_model=own.classifier_model or settings.openai_classifier_model or model,
         send_mode=mode,
         offline_message=own.offline_message or spec.offline_message,
+        fallback_message=own.fallback_message or spec.fallback_message,
+        debounce=Debounce(debounce_seconds, max(debounce_max, debounce_seconds)),
         waba_ids=frozenset(own.waba_ids),
     )
 

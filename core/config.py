@@ -22,17 +22,30 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-5.4-mini"
+    openai_classifier_model: str | None = None
+    openai_transcription_model: str = "gpt-transcribe"
+    llm_retry_attempts: int = Field(default=4, ge=1)
+    llm_retry_base_seconds: float = Field(default=1.0, gt=0)
+    llm_deadline_seconds: float = Field(default=120.0, gt=0)
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     meta_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_api_base_url: str = DEFAULT_GRAPH_URL
     whatsapp_send_mode: Literal["live", "sandbox"] | None = None
     whatsapp_timeout_seconds: float = Field(default=15.0, gt=0)
+    whatsapp_rate_per_second: float = Field(default=80.0, gt=0)
+    whatsapp_pair_interval_seconds: float = Field(default=1.0, ge=0)
+    whatsapp_retry_attempts: int = Field(default=5, ge=1)
+    whatsapp_retry_base_seconds: float = Field(default=1.0, gt=0)
+    typing_refresh_seconds: float = Field(default=20.0, gt=0)
+    media_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    history_token_budget: int = Field(default=6000, ge=100)
     debounce_seconds: float = Field(default=3.0, ge=0)
     debounce_max_seconds: float = Field(default=15.0, ge=0)
     lease_seconds: float = Field(default=60.0, gt=0)
     scheduler_poll_seconds: float = Field(default=2.0, gt=0)
-    scheduler_concurrency: int = Field(default=8, ge=1)
+    scheduler_concurrency: int = Field(default=16, ge=1)
+    client_concurrency: int = Field(default=4, ge=1)
     history_messages: int = Field(default=30, ge=0)
     max_tool_rounds: int = Field(default=5, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -40,7 +53,8 @@ class Settings(BaseSettings):
     port: int = 8000
     clients_package: str = "clients"
 
-    @field_validator("openai_api_key", "openai_base_url", "meta_app_secret", "whatsapp_verify_token", mode="before")
+    @field_validator("openai_api_key", "openai_base_url", "openai_classifier_model", "meta_app_secret",
+                     "whatsapp_verify_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -30,5 +30,5 @@ def configure_logging(level: str) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpx2"):  # their INFO lines carry full URLs, one per request
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):  # one line per request, with full URLs
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import httpx
@@ -14,13 +15,17 @@ from openai import AsyncOpenAI
 
 from core.clients import ClientRegistry
 from core.config import Settings
-from core.conversation.processor import Processor, Senders
+from core.conversation.media import MediaReader
+from core.conversation.outbox import Outbox, SendRetry
+from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.scheduler import Scheduler
-from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
+from core.conversation.takeover import release_idle_takeovers
+from core.llm.agent import Agent, LLMRetry, OfflineResponder, OpenAIAgent
+from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
-from core.storage.records import Debounce
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
+from core.whatsapp.pacing import Pacer
 from core.whatsapp.sandbox import SandboxSender
 
 log = logging.getLogger("core.services")
@@ -35,7 +40,8 @@ class Services:
     registry: ClientRegistry
     store: Store
     scheduler: Scheduler
-    debounce: Debounce
+    senders: Senders
+    outbox: Outbox
 
 
 def open_store(settings: Settings) -> Store:
@@ -52,8 +58,14 @@ def build_agent(settings: Settings) -> tuple[Agent, AsyncOpenAI | None]:
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
         timeout=settings.openai_timeout_seconds,
+        max_retries=0,  # our retries (tenacity) own the backoff and the deadline
     )
-    return OpenAIAgent(openai, settings.max_tool_rounds), openai
+    retry = LLMRetry(attempts=settings.llm_retry_attempts, base_seconds=settings.llm_retry_base_seconds,
+                     max_wait_seconds=max(settings.llm_retry_base_seconds, 20.0),
+                     deadline_seconds=settings.llm_deadline_seconds)
+    agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds,
+                        history_budget=settings.history_token_budget, retry=retry)
+    return agent, openai
 
 
 @asynccontextmanager
@@ -64,14 +76,23 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
     agent, openai = build_agent(settings)
     async with httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
-        processor = Processor(store, registry, agent, senders, history_messages=settings.history_messages,
-                              lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds)
+        pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
+                      pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
+        outbox = Outbox(store, pacer, SendRetry(attempts=settings.whatsapp_retry_attempts,
+                                                base_seconds=settings.whatsapp_retry_base_seconds))
+        transcriber = OpenAITranscriber(openai, settings.openai_transcription_model) if openai else None
+        media = MediaReader(store, transcriber, settings.media_max_bytes)
+        timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
+                                 typing_refresh_seconds=settings.typing_refresh_seconds,
+                                 history_messages=settings.history_messages)
+        processor = Processor(store, registry, agent, senders, media, outbox, timing)
         scheduler = Scheduler(store, processor.process, lease_seconds=settings.lease_seconds,
-                              poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency)
+                              poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
+                              client_concurrency=settings.client_concurrency,
+                              housekeeping=partial(release_idle_takeovers, store, registry))
         scheduler.start()
         try:
-            yield Services(settings, registry, store, scheduler,
-                           Debounce(settings.debounce_seconds, max(settings.debounce_max_seconds, settings.debounce_seconds)))
+            yield Services(settings, registry, store, scheduler, senders, outbox)
         finally:
             await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
             if openai is not None:

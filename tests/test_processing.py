@@ -35,19 +35,37 @@ def test_sandbox_and_offline_by_default_record_the_offline_message(start_app, gr
     assert (health["send_mode"], health["llm"]) == ("sandbox", "offline")
 
 
-def test_model_failure_is_logged_with_client_and_conversation_and_retried(start_app, graph: FakeGraph, llm: FakeOpenAI,
-                                                                          caplog: pytest.LogCaptureFixture):
-    # openai retries twice by itself; three 500s fail the turn, which is tried again after the retry delay.
-    llm.script(Reply(status=500), Reply(status=500), Reply(status=500))
+def test_a_model_that_answers_429_twice_then_succeeds_costs_one_reply(start_app, graph: FakeGraph, llm: FakeOpenAI):
+    llm.script(Reply(status=429), Reply(status=429))
     app = start_app(DEMO.env(), openai_api_key="sk-test", openai_base_url=llm.url, whatsapp_api_base_url=graph.url,
-                    lease_seconds=1.0)
-    with caplog.at_level(logging.ERROR):
-        app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550011", "hola"), DEMO.secret)
-        [reply] = wait_for(graph.texts, timeout=20, what="the reply after the retry")
+                    llm_retry_base_seconds=0.05)
+    app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550011", "hola"), DEMO.secret)
+
+    [reply] = wait_for(graph.texts, what="the reply after the retries")
+    wait_for(lambda: all(m["processed_at"] for m in messages_of(app, DEMO, "5491155550011")), what="the turn to end")
     assert reply.text == "echo: hola"
-    failure = next(r for r in caplog.records if r.getMessage() == "conversation.turn_failed")
-    assert failure.client == "demo" and isinstance(failure.conversation, int)
-    assert len(llm.requests) == 4
+    assert len(llm.requests) == 3
+    [conversation] = app.api(DEMO, "/conversations").json()
+    assert conversation["needs_attention"] is False
+
+
+def test_a_model_down_for_good_yields_the_fallback_once_and_the_flag(start_app, graph: FakeGraph, llm: FakeOpenAI,
+                                                                     caplog: pytest.LogCaptureFixture):
+    llm.respond = lambda body: Reply(status=503)
+    app = start_app(DEMO.env(), openai_api_key="sk-test", openai_base_url=llm.url, whatsapp_api_base_url=graph.url,
+                    llm_retry_base_seconds=0.05, llm_retry_attempts=3)
+    with caplog.at_level(logging.ERROR):
+        app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550015", "hola"), DEMO.secret)
+        [reply] = wait_for(graph.texts, what="the fallback message")
+        [conversation] = wait_for(lambda: [c for c in app.api(DEMO, "/conversations").json() if c["due_at"] is None],
+                                  what="the turn to end")
+    assert reply.text.startswith("Sorry, we cannot answer right now")
+    assert len(llm.requests) == 3
+    assert conversation["needs_attention"] is True
+    assert "model could not answer" in conversation["attention_reason"]
+    failure = next(r for r in caplog.records if r.getMessage() == "llm.unavailable")
+    assert failure.client == "demo" and failure.conversation == conversation["id"]
+    assert len(graph.texts()) == 1
 
 
 def test_outside_the_window_the_reply_is_stored_failed_and_not_retried(live_app: RunningApp, graph: FakeGraph,
@@ -60,6 +78,9 @@ def test_outside_the_window_the_reply_is_stored_failed_and_not_retried(live_app:
     assert reply["error"]["code"] == 131047
     assert len(graph.texts()) == 1
     assert len(llm.requests) == 1
+    [conversation] = live_app.api(DEMO, "/conversations").json()
+    assert conversation["needs_attention"] is True
+    assert "24 h window" in conversation["attention_reason"]
 
 
 def test_statuses_from_meta_move_the_reply_forward(live_app: RunningApp, graph: FakeGraph):

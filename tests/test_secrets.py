@@ -28,14 +28,14 @@ def test_no_secret_in_any_log_line_or_api_answer(start_app, graph: FakeGraph, ll
         graph.fail_next(401, 190, "Error validating access token")
         app.post_webhook(text_delivery(EMPRENDEMY.waba_id, EMPRENDEMY.phone_number_id, "5491155550031", "hola"),
                          EMPRENDEMY.secret)
-        wait_for(lambda: any(r.getMessage() == "whatsapp.send_refused" for r in caplog.records), what="the refusal log")
+        wait_for(lambda: any(r.getMessage() == "whatsapp.token_invalid" for r in caplog.records), what="the refusal log")
         app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550032", "x"), "wrong-secret")
         answers = [app.api(DEMO, "/health").text, app.api(DEMO, "/conversations").text,
                    app.http.get(app.url + "/health").text]
 
     formatter = KeyValueFormatter("%(message)s")
     lines = [formatter.format(record) for record in caplog.records]
-    assert any("whatsapp.send_refused" in line for line in lines)
+    assert any("whatsapp.token_invalid" in line for line in lines)
     for secret in secrets:
         assert not [line for line in lines if secret in line], f"a log line holds {secret!r}"
         assert not [text for text in answers if secret in text], f"an API answer holds {secret!r}"

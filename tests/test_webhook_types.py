@@ -23,7 +23,8 @@ INBOUND: dict[str, list[tuple[str, str, str]]] = {
     "text.json": [(MARTA, "text", "Hola! ¿Tienen turnos para mañana a la tarde?")],
     "text_reply_context.json": [(MARTA, "text", "El de las 17:30 me sirve")],
     "image.json": [(MARTA, "image", "[image] Así quedó la factura")],
-    "audio_voice.json": [(MARTA, "audio", "[voice note]")],
+    # Voice notes are stored transcribed (the stand-in OpenAI's transcript of the stand-in Graph API's media).
+    "audio_voice.json": [(MARTA, "audio", "[voice note] hola, quería consultar por un curso")],
     "video.json": [(MARTA, "video", "[video] Este es el ruido que hace")],
     "document.json": [(MARTA, "document", "[document] Presupuesto-0042.pdf Te paso el presupuesto firmado")],
     "sticker.json": [(MARTA, "sticker", "[sticker]")],

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
-from core.api.schemas import ClientHealth, ConversationRead, MessageRead
+from core.api.schemas import ClientHealth, ConversationRead, MessageRead, OperatorMessage
 from core.clients import Client, ClientRegistry
+from core.conversation.takeover import send_operator_message, set_mode
 from core.errors import AppError, NotFound
-from core.services import ServicesDep
+from core.services import Services, ServicesDep
+from core.storage.records import Mode
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
@@ -52,6 +54,28 @@ def build_client_router(client: Client) -> APIRouter:
             raise NotFound(f"no conversation {conversation_id} for client {client.name}")
         found = await services.store.list_messages(conversation_id, limit, offset)
         return [MessageRead.model_validate(item, from_attributes=True) for item in found]
+
+    @router.post("/conversations/{conversation_id}/takeover")
+    async def takeover(services: ServicesDep, conversation_id: int) -> ConversationRead:
+        """An operator answers from now on; the bot stays silent until release (or the client's idle time)."""
+        return await _switch(services, conversation_id, "human")
+
+    @router.post("/conversations/{conversation_id}/release")
+    async def release(services: ServicesDep, conversation_id: int) -> ConversationRead:
+        """The bot answers again (new messages only)."""
+        return await _switch(services, conversation_id, "bot")
+
+    @router.post("/conversations/{conversation_id}/messages", status_code=201)
+    async def operator_message(services: ServicesDep, conversation_id: int, body: OperatorMessage) -> MessageRead:
+        """Send an operator's text through WhatsApp; 422 outside the 24 h window, 502 when WhatsApp refuses."""
+        sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
+                                           conversation_id, body.text)
+        return MessageRead.model_validate(sent, from_attributes=True)
+
+    async def _switch(services: Services, conversation_id: int, mode: Mode) -> ConversationRead:
+        await set_mode(services.store, client, conversation_id, mode)
+        conversation = await services.store.get_conversation(client.name, conversation_id)
+        return ConversationRead.model_validate(conversation, from_attributes=True)
 
     return router
 

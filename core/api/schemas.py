@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ConversationRead(BaseModel):
@@ -22,6 +22,10 @@ class ConversationRead(BaseModel):
     completion_tokens: int
     created_at: datetime
     updated_at: datetime
+    human_since: datetime | None
+    last_operator_at: datetime | None
+    needs_attention: bool
+    attention_reason: str | None
 
 
 class MessageRead(BaseModel):
@@ -36,6 +40,7 @@ class MessageRead(BaseModel):
     error: dict[str, Any] | None
     wa_timestamp: datetime | None
     batch_id: str | None
+    category: str | None
     processed_at: datetime | None
     prompt_tokens: int
     completion_tokens: int
@@ -48,3 +53,9 @@ class ClientHealth(BaseModel):
     send_mode: str
     llm: str
     phone_number_ids: list[str]
+
+
+class OperatorMessage(BaseModel):
+    """A text an operator sends to the user through WhatsApp."""
+
+    text: str = Field(min_length=1, max_length=4096)

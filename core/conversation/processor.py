@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import TypeVar
 
 from core.clients import Client, ClientRegistry
-from core.llm.agent import Agent, Turn
+from core.conversation.media import MediaReader
+from core.conversation.outbox import Outbox
+from core.llm.agent import Agent, Turn, TurnResult
 from core.storage.base import Store
-from core.storage.records import Claim, NewMessage, utcnow
+from core.storage.records import Claim, NewMessage, StoredMessage, utcnow
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
+from core.whatsapp.formatting import split_message, to_whatsapp
 
 log = logging.getLogger("core.conversation")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,46 +36,53 @@ class Senders:
         return self.live if client.send_mode == "live" else self.sandbox
 
 
-class Processor:
-    """Turns a claim into a reply: read the batch, ask the agent, send, record, release."""
+@dataclass(frozen=True)
+class ProcessorTiming:
+    lease_seconds: float
+    retry_seconds: float
+    typing_refresh_seconds: float
+    history_messages: int
 
-    def __init__(self, store: Store, registry: ClientRegistry, agent: Agent, senders: Senders, *,
-                 history_messages: int, lease_seconds: float, retry_seconds: float) -> None:
+
+class Processor:
+    """Turns a claim into a reply: read the batch, ask the agent, store the reply, send it, release."""
+
+    def __init__(self, store: Store, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
+                 outbox: Outbox, timing: ProcessorTiming) -> None:
         self._store = store
         self._registry = registry
         self._agent = agent
         self._senders = senders
-        self._history_messages = history_messages
-        self._lease_seconds = lease_seconds
-        self._retry_seconds = retry_seconds
+        self._media = media
+        self._outbox = outbox
+        self._timing = timing
 
     async def process(self, claim: Claim) -> None:
-        """Answer the claimed conversation; any failure releases it to be tried again later."""
+        """Answer the claimed conversation; an unexpected failure releases it to be tried again later."""
         conversation = claim.conversation
         fields = {"client": conversation.client, "conversation": conversation.id}
         try:
-            await self._with_lease(claim, self._answer(claim))
+            await self._holding_lease(claim, self._answer(claim))
         except asyncio.CancelledError:
             await asyncio.shield(self._store.release(claim, retry_at=None))
             raise
         except Exception:
             log.exception("conversation.turn_failed", extra=fields)
-            await self._store.release(claim, retry_at=utcnow() + timedelta(seconds=self._retry_seconds))
+            await self._store.release(claim, retry_at=utcnow() + timedelta(seconds=self._timing.retry_seconds))
 
-    async def _with_lease(self, claim: Claim, work) -> None:
+    async def _holding_lease(self, claim: Claim, work: Awaitable[T]) -> T:
         """Run `work` while renewing the lease; losing the lease stops the work before it can reply twice."""
         task = asyncio.ensure_future(work)
         current = claim
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=self._lease_seconds / 3)
+                done, _ = await asyncio.wait({task}, timeout=self._timing.lease_seconds / 3)
                 if done:
                     return task.result()
-                renewed = await self._store.renew_lease(current, utcnow(), self._lease_seconds)
+                renewed = await self._store.renew_lease(current, utcnow(), self._timing.lease_seconds)
                 if renewed is None:
                     log.error("conversation.lease_lost", extra={"client": claim.conversation.client,
                                                                 "conversation": claim.conversation.id})
-                    task.cancel()
                     raise RuntimeError("lease lost")
                 current = renewed
         finally:
@@ -77,41 +91,71 @@ class Processor:
 
     async def _answer(self, claim: Claim) -> None:
         conversation = claim.conversation
-        fields = {"client": conversation.client, "conversation": conversation.id}
         client = self._registry.get(conversation.client)
-        batch = await self._store.pending_batch(conversation.id)
-        batch_id = uuid.uuid4().hex
-        if client is None or not batch:
-            if client is None:
-                log.error("conversation.unknown_client", extra=fields)
-            await self._store.complete_batch(claim, [], batch_id, [], utcnow())
+        if client is None:
+            log.error("conversation.unknown_client", extra={"client": conversation.client, "conversation": conversation.id})
+            await self._store.release(claim, retry_at=utcnow() + timedelta(hours=1))
             return
         sender = self._senders.for_client(client)
+        # Replies stored by a processor that died before sending them go out first, without asking the model again.
+        unsent = await self._store.unsent_replies(conversation.id)
+        if unsent:
+            log.info("conversation.resending", extra={"client": client.name, "conversation": conversation.id,
+                                                      "parts": len(unsent)})
+            await self._outbox.deliver(client, sender, conversation, unsent)
+        batch = await self._store.pending_batch(conversation.id)
+        if batch:
+            await self._turn(claim, client, sender, batch)
+        await self._store.finish_turn(claim, utcnow())
+
+    async def _turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage]) -> None:
+        conversation = claim.conversation
+        fields = {"client": client.name, "conversation": conversation.id}
+        typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid))
         try:
-            await sender.mark_read(conversation.phone_number_id, client.access_token, batch[-1].wamid or "", typing=True)
-        except WhatsAppError as error:  # a missed read receipt must not cost the reply
-            log.warning("whatsapp.mark_read_failed", extra={**fields, "code": error.code, "error": str(error)})
-        history = await self._store.history(conversation.id, self._history_messages)
-        result = await self._agent.run(Turn(client, conversation, history, batch, utcnow()))
-        reply = result.reply or client.offline_message
-        if not result.reply:
-            log.warning("llm.empty_reply", extra=fields)
+            read = await self._media.read(client, sender, batch)
+            history = await self._store.history(conversation.id, self._timing.history_messages)
+            turn = Turn(client, conversation, history, read.messages, utcnow(), read.images)
+            try:
+                result = await self._agent.run(turn)
+            except Exception as error:  # the user must not be left in silence: fallback, flag, log
+                log.error("llm.unavailable", exc_info=True,
+                          extra={**fields, "error": f"{type(error).__name__}: {error}"[:300]})
+                result = TurnResult(reply=client.fallback_message)
+                await self._store.flag(conversation.id, f"the model could not answer ({type(error).__name__})")
+            if not result.reply:
+                log.warning("llm.empty_reply", extra=fields)
+                result = replace(result, reply=client.fallback_message)
+        finally:
+            typing.cancel()
+        outbound = self._reply_parts(result)
+        stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, [*result.steps, *outbound], utcnow())
+        if not stored:
+            log.info("conversation.reply_dropped_for_operator", extra=fields)
+            return
+        if await self._outbox.deliver(client, sender, conversation, stored):
+            log.info("conversation.replied", extra={**fields, "batch": len(batch), "parts": len(stored),
+                                                    "category": result.category})
+
+    def _reply_parts(self, result: TurnResult) -> list[NewMessage]:
+        parts = split_message(to_whatsapp(result.reply)) or [result.reply]
         step_prompt = sum(step.prompt_tokens for step in result.steps)
         step_completion = sum(step.completion_tokens for step in result.steps)
-        outbound = NewMessage(direction="out", role="assistant", type="text", text=reply,
-                              prompt_tokens=result.prompt_tokens - step_prompt,
-                              completion_tokens=result.completion_tokens - step_completion)
-        try:
-            wamid = await sender.send_text(conversation.phone_number_id, client.access_token, conversation, reply)
-        except WhatsAppError as error:
-            if error.is_transient:
-                raise
-            # Meta refused for good (window closed, bad token...): keep the reply as failed instead of retrying forever.
-            log.error("whatsapp.send_refused", extra={**fields, "code": error.code, "error": str(error)})
-            failed = replace(outbound, status="failed", error=error.as_record())
-            await self._store.complete_batch(claim, batch, batch_id, [*result.steps, failed], utcnow())
+        # The reply carries the tokens of the calls that produced it (the tool rounds carry their own).
+        return [NewMessage(direction="out", role="assistant", type="text", text=part, status="pending",
+                           category=result.category,
+                           prompt_tokens=(result.prompt_tokens - step_prompt) if index == 0 else 0,
+                           completion_tokens=(result.completion_tokens - step_completion) if index == 0 else 0)
+                for index, part in enumerate(parts)]
+
+    async def _keep_typing(self, client: Client, sender: WhatsAppSender, phone_number_id: str, wamid: str | None) -> None:
+        """Mark read with the typing indicator now, and again before Meta hides it (after 25 s)."""
+        if not wamid:
             return
-        status = "sent" if client.send_mode == "live" else "sandbox"
-        sent = replace(outbound, wamid=wamid, status=status)
-        await self._store.complete_batch(claim, batch, batch_id, [*result.steps, sent], utcnow())
-        log.info("conversation.replied", extra={**fields, "batch": len(batch), "wamid": wamid})
+        while True:
+            try:
+                await sender.mark_read(phone_number_id, client.access_token, wamid, typing=True)
+            except WhatsAppError as error:  # a missed read receipt must not cost the reply
+                log.warning("whatsapp.mark_read_failed", extra={"client": client.name, "code": error.code,
+                                                                "error": str(error)})
+            await asyncio.sleep(self._timing.typing_refresh_seconds)

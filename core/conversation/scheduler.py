@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from core.storage.base import Store
@@ -24,17 +25,23 @@ class Scheduler:
     """Wakes on a nudge, at the next due time, or every poll interval; runs up to `concurrency` turns at once."""
 
     def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], *, lease_seconds: float,
-                 poll_seconds: float, concurrency: int, owner: str | None = None) -> None:
+                 poll_seconds: float, concurrency: int, client_concurrency: int,
+                 housekeeping: Callable[[], Awaitable[None]] | None = None, housekeeping_seconds: float = 30.0,
+                 owner: str | None = None) -> None:
         self._store = store
         self._process = process
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_seconds
         self._concurrency = concurrency
+        self._client_concurrency = client_concurrency
+        self._housekeeping = housekeeping
+        self._housekeeping_seconds = housekeeping_seconds
+        self._housekeeping_due = 0.0
         self.owner = owner or new_owner_id()
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], str] = {}
 
     def nudge(self) -> None:
         """Something became due sooner than planned (a new message): look again now."""
@@ -50,7 +57,7 @@ class Scheduler:
         if self._loop_task is not None:
             await self._loop_task
         if self._running:
-            _, pending = await asyncio.wait(self._running, timeout=grace_seconds)
+            _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             if pending:
@@ -59,6 +66,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while not self._stopping:
             try:
+                await self._tidy()
                 await self._claim_and_start()
                 delay = await self._delay_until_next()
             except Exception:
@@ -70,17 +78,34 @@ class Scheduler:
                 pass
             self._wake.clear()
 
+    async def _tidy(self) -> None:
+        """Periodic work that is nobody's turn (idle takeovers going back to the bot)."""
+        now = asyncio.get_running_loop().time()
+        if self._housekeeping is not None and now >= self._housekeeping_due:
+            self._housekeeping_due = now + self._housekeeping_seconds
+            await self._housekeeping()
+
     async def _claim_and_start(self) -> None:
         free = self._concurrency - len(self._running)
         if free <= 0:
             return
-        for claim in await self._store.claim_due(self.owner, utcnow(), self._lease_seconds, free):
+        # A client whose turns are slow (its model or tools hang) may not take every slot from the others.
+        counts = Counter(self._running.values())
+        busy = [client for client, count in counts.items() if count >= self._client_concurrency]
+        claims = await self._store.claim_due(self.owner, utcnow(), self._lease_seconds, free, busy,
+                                             self._client_concurrency)
+        for claim in claims:
+            client = claim.conversation.client
+            if counts[client] >= self._client_concurrency:
+                await self._store.release(claim, retry_at=None)  # over this client's share; another pass takes it
+                continue
+            counts[client] += 1
             task = asyncio.create_task(self._process(claim), name=f"conversation-{claim.conversation.id}")
-            self._running.add(task)
+            self._running[task] = claim.conversation.client
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._wake.set()  # a slot is free, and the conversation may have more waiting
 
     async def _delay_until_next(self) -> float:
@@ -89,4 +114,6 @@ class Scheduler:
         due = await self._store.next_due_at()
         if due is None:
             return self._poll_seconds
-        return min(max((due - utcnow()).total_seconds(), 0.0), self._poll_seconds)
+        wait = (due - utcnow()).total_seconds()
+        # Already due yet not claimed: its client has its share running; a finishing turn wakes us.
+        return min(wait, self._poll_seconds) if wait > 0 else self._poll_seconds

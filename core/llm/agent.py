@@ -7,14 +7,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import openai
 from openai import AsyncOpenAI
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from core.clients import Client
 from core.llm.history import chat_messages
+from core.llm.instructions import ClassifiedPrompts
 from core.llm.tools import ToolContext
 from core.storage.records import Conversation, NewMessage, StoredMessage
 
 log = logging.getLogger("core.llm")
+
+# Worth another try after a pause: rate limits, timeouts, lost connections and the provider's 5xx.
+TRANSIENT = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
+CLASSIFIER_CONTEXT_MESSAGES = 6
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class Turn:
     history: list[StoredMessage]
     batch: list[StoredMessage]
     now: datetime
+    images: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,11 +44,12 @@ class TurnResult:
     steps: list[NewMessage] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    category: str | None = None
 
 
 class Agent(Protocol):
     async def run(self, turn: Turn) -> TurnResult:
-        """Answer the turn's batch."""
+        """Answer the turn's batch; raises when the model cannot be reached."""
 
 
 class OfflineResponder:
@@ -51,64 +60,111 @@ class OfflineResponder:
         return TurnResult(reply=turn.client.offline_message)
 
 
+@dataclass(frozen=True)
+class LLMRetry:
+    """Retries of one model call on transient failures, with exponential backoff and jitter."""
+
+    attempts: int = 4
+    base_seconds: float = 1.0
+    max_wait_seconds: float = 20.0
+    deadline_seconds: float = 120.0
+
+
+@dataclass
+class _Usage:
+    prompt: int = 0
+    completion: int = 0
+
+
 class OpenAIAgent:
     """Chat Completions with the client's instructions and tools, looping over tool calls up to a bound."""
 
-    def __init__(self, openai: AsyncOpenAI, max_tool_rounds: int) -> None:
-        self._openai = openai
+    def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: LLMRetry) -> None:
+        self._openai = client
         self._max_tool_rounds = max_tool_rounds
+        self._history_budget = history_budget
+        self._retry = retry
 
     async def run(self, turn: Turn) -> TurnResult:
         client = turn.client
+        conversation = chat_messages(turn.history, turn.batch, budget=self._history_budget, images=turn.images)
+        usage = _Usage()
+        category = None
+        if isinstance(client.spec.instructions, ClassifiedPrompts):
+            category = await self._classify(turn, client.spec.instructions, conversation, usage)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": client.spec.instructions.system_prompt()},
-            *chat_messages(turn.history, turn.batch),
+            {"role": "system", "content": client.spec.instructions.system_prompt(category)},
+            *conversation,
         ]
-        tools = client.tools.openai_schemas()
+        tools = client.tools(category)
+        schemas = tools.openai_schemas()
         context = ToolContext(client=client.name, conversation_id=turn.conversation.id,
                               user_key=turn.conversation.user_key, settings=client.settings, now=turn.now)
         steps: list[NewMessage] = []
-        prompt_tokens = completion_tokens = 0
         for round_number in range(self._max_tool_rounds + 1):
             options: dict[str, Any] = {}
-            if tools:
+            if schemas:
                 # The last round may not call tools, so a turn always ends in words.
-                options = {"tools": tools, "tool_choice": "none" if round_number == self._max_tool_rounds else "auto"}
-            completion = await self._openai.chat.completions.create(model=client.model, messages=messages, **options)
-            usage = completion.usage
-            call_prompt = usage.prompt_tokens if usage else 0
-            call_completion = usage.completion_tokens if usage else 0
-            prompt_tokens += call_prompt
-            completion_tokens += call_completion
-            answer = completion.choices[0].message
+                options = {"tools": schemas, "tool_choice": "none" if round_number == self._max_tool_rounds else "auto"}
+            before = (usage.prompt, usage.completion)
+            answer = await self._complete(turn, usage, model=client.model, messages=messages, **options)
             calls = [call for call in answer.tool_calls or [] if call.type == "function"]
             if not calls or round_number == self._max_tool_rounds:
-                return TurnResult(reply=(answer.content or "").strip(), steps=steps,
-                                  prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-            call_records = [
-                {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}
-                for call in calls
-            ]
-            step = NewMessage(direction="internal", role="assistant", type="tool_calls", text=answer.content,
-                              payload={"tool_calls": call_records},
-                              prompt_tokens=call_prompt, completion_tokens=call_completion)
-            steps.append(step)
-            messages.append({"role": "assistant", "content": answer.content, "tool_calls": call_records})
+                return TurnResult(reply=(answer.content or "").strip(), steps=steps, prompt_tokens=usage.prompt,
+                                  completion_tokens=usage.completion, category=category)
+            records = [{"id": call.id, "type": "function",
+                        "function": {"name": call.function.name, "arguments": call.function.arguments}}
+                       for call in calls]
+            steps.append(NewMessage(direction="internal", role="assistant", type="tool_calls", text=answer.content,
+                                    payload={"tool_calls": records}, category=category,
+                                    prompt_tokens=usage.prompt - before[0], completion_tokens=usage.completion - before[1]))
+            messages.append({"role": "assistant", "content": answer.content, "tool_calls": records})
             for call in calls:
-                result = await self._call_tool(turn, context, call.function.name, call.function.arguments)
+                result = await self._call_tool(turn, context, call.function.name, call.function.arguments, category)
                 steps.append(NewMessage(direction="internal", role="tool", type="tool_result", text=result,
-                                        payload={"tool_call_id": call.id, "name": call.function.name}))
+                                        payload={"tool_call_id": call.id, "name": call.function.name}, category=category))
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         raise AssertionError("unreachable: the last round always returns")
 
-    async def _call_tool(self, turn: Turn, context: ToolContext, name: str, arguments: str) -> str:
-        tool = turn.client.tools.get(name)
+    async def _complete(self, turn: Turn, usage: _Usage, **request: Any) -> Any:
+        """One model call, retried on transient failures within the deadline."""
+        retry = self._retry
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT),
+            wait=wait_random_exponential(multiplier=retry.base_seconds, max=retry.max_wait_seconds),
+            stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_seconds),
+            reraise=True,
+        ):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                if number > 1:
+                    log.warning("llm.retry", extra={"client": turn.client.name, "conversation": turn.conversation.id,
+                                                    "attempt": number})
+                completion = await self._openai.chat.completions.create(**request)
+        if completion.usage:
+            usage.prompt += completion.usage.prompt_tokens
+            usage.completion += completion.usage.completion_tokens
+        return completion.choices[0].message
+
+    async def _classify(self, turn: Turn, instructions: ClassifiedPrompts, conversation: list[dict[str, Any]],
+                        usage: _Usage) -> str:
+        recent = [m for m in conversation if m["role"] in {"user", "assistant"} and not m.get("tool_calls")]
+        messages = [{"role": "system", "content": instructions.classifier_prompt()},
+                    *recent[-CLASSIFIER_CONTEXT_MESSAGES:]]
+        answer = await self._complete(turn, usage, model=turn.client.classifier_model, messages=messages)
+        category = instructions.parse_category(answer.content)
+        log.info("llm.classified", extra={"client": turn.client.name, "conversation": turn.conversation.id,
+                                          "category": category})
+        return category
+
+    async def _call_tool(self, turn: Turn, context: ToolContext, name: str, arguments: str, category: str | None) -> str:
+        fields = {"client": turn.client.name, "conversation": turn.conversation.id, "tool": name}
+        tool = turn.client.tools(category).get(name)
         if tool is None:
-            log.warning("llm.unknown_tool", extra={"client": turn.client.name, "conversation": turn.conversation.id, "tool": name})
+            log.warning("llm.unknown_tool", extra=fields)
             return f"Error: there is no tool named {name!r}."
         try:
             return await tool.call(arguments, context)
         except Exception as error:  # a broken tool must not sink the turn: the model hears it failed
-            log.exception("llm.tool_failed", extra={"client": turn.client.name, "conversation": turn.conversation.id, "tool": name})
+            log.exception("llm.tool_failed", extra=fields)
             return f"Error: the tool {name} failed ({type(error).__name__})."
-

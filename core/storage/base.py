@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from collections.abc import Collection
+from typing import Any, Protocol
 
-from core.storage.records import Claim, Conversation, Debounce, InboundResult, NewMessage, StoredMessage
+from core.storage.records import Claim, Conversation, Debounce, InboundResult, Mode, NewMessage, StoredMessage
 from core.webhook.events import InboundMessage, StatusUpdate
 
 
@@ -28,8 +29,10 @@ class Store(Protocol):
     async def next_due_at(self) -> datetime | None:
         """The earliest due time of a conversation waiting for an answer."""
 
-    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Claim]:
-        """Lease up to `limit` due conversations to `owner`; a leased one is skipped until its lease expires."""
+    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int,
+                        exclude_clients: Collection[str] = (), per_client: int | None = None) -> list[Claim]:
+        """Lease up to `limit` due conversations (at most `per_client` of one client) to `owner`, earliest due
+        first, skipping leased ones and the clients named."""
 
     async def renew_lease(self, claim: Claim, now: datetime, lease_seconds: float) -> Claim | None:
         """Extend a lease still held by its owner; None when it was lost."""
@@ -43,13 +46,41 @@ class Store(Protocol):
     async def history(self, conversation_id: int, limit: int) -> list[StoredMessage]:
         """The last `limit` handled messages, oldest first, in the order they happened."""
 
-    async def complete_batch(
-        self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage], now: datetime
-    ) -> None:
-        """Atomically mark the batch answered, store what the turn produced, add its tokens and release."""
+    async def update_text(self, message_id: int, text: str) -> None:
+        """Replace a message's text (a voice note's transcript, a described image)."""
+
+    async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
+                        now: datetime) -> list[StoredMessage]:
+        """Atomically mark the batch answered and store what the turn produced, adding its tokens.
+
+        Outbound messages are stored `pending` and returned, to be sent and then marked with `mark_sent`; a
+        conversation taken over by an operator meanwhile gets none (returns [])."""
+
+    async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
+        """Outbound messages stored but not yet sent (a processor died between storing and sending)."""
+
+    async def mark_sent(self, message_id: int, wamid: str | None, status: str, error: dict[str, Any] | None) -> None:
+        """Record the outcome of sending a stored outbound message."""
+
+    async def finish_turn(self, claim: Claim, now: datetime) -> None:
+        """Release the lease; the conversation stays due only if messages arrived meanwhile."""
+
+    async def flag(self, conversation_id: int, reason: str) -> None:
+        """Mark a conversation as needing a person's attention."""
+
+    async def set_mode(self, client: str, conversation_id: int, mode: Mode, now: datetime) -> Conversation | None:
+        """Hand a conversation to an operator (`human`) or back to the bot; None when it is not the client's."""
+
+    async def add_operator_message(self, conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
+        """Store an operator's outbound message (pending) and note the operator's activity."""
+
+    async def release_idle_takeovers(self, client: str, idle_since: datetime) -> int:
+        """Give back to the bot the client's conversations with no operator action since `idle_since`."""
 
     async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]: ...
 
     async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None: ...
 
     async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]: ...
+
+    async def get_message(self, message_id: int) -> StoredMessage | None: ...

@@ -49,6 +49,10 @@ class Conversation:
     completion_tokens: int
     created_at: datetime
     updated_at: datetime
+    human_since: datetime | None = None
+    last_operator_at: datetime | None = None
+    needs_attention: bool = False
+    attention_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class StoredMessage:
     prompt_tokens: int
     completion_tokens: int
     created_at: datetime
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class NewMessage:
     error: dict[str, Any] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    category: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from core.storage.records import (
     Conversation,
     Debounce,
     InboundResult,
+    Mode,
     NewMessage,
     StoredMessage,
     status_moves_forward,
@@ -166,18 +167,23 @@ class SQLiteStore:
 
         return await self._run(read)
 
-    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Claim]:
+    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int,
+                        exclude_clients: Collection[str] = (), per_client: int | None = None) -> list[Claim]:
         lease_until = now + timedelta(seconds=lease_seconds)
+        excluded = sorted(exclude_clients)
+        skip = f"AND client NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
 
         def write(db: sqlite3.Connection) -> list[Claim]:
             rows = db.execute(
-                """UPDATE conversations SET lease_owner = ?, lease_until = ?
-                   WHERE id IN (SELECT id FROM conversations
-                                WHERE due_at IS NOT NULL AND due_at <= ? AND mode = 'bot'
-                                  AND (lease_until IS NULL OR lease_until <= ?)
-                                ORDER BY due_at LIMIT ?)
-                   RETURNING *""",
-                (owner, _iso(lease_until), _iso(now), _iso(now), limit),
+                f"""UPDATE conversations SET lease_owner = ?, lease_until = ?
+                    WHERE id IN (SELECT id FROM (
+                                     SELECT id, due_at, ROW_NUMBER() OVER (PARTITION BY client ORDER BY due_at) AS rank
+                                     FROM conversations
+                                     WHERE due_at IS NOT NULL AND due_at <= ? AND mode = 'bot'
+                                       AND (lease_until IS NULL OR lease_until <= ?) {skip})
+                                 WHERE rank <= ? ORDER BY due_at LIMIT ?)
+                    RETURNING *""",
+                (owner, _iso(lease_until), _iso(now), _iso(now), *excluded, per_client or limit, limit),
             ).fetchall()
             return [Claim(_conversation(row), owner, lease_until) for row in rows]
 
@@ -227,41 +233,127 @@ class SQLiteStore:
 
         return await self._run(read)
 
-    async def complete_batch(
-        self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage], now: datetime
-    ) -> None:
-        def write(db: sqlite3.Connection) -> None:
+    async def update_text(self, message_id: int, text: str) -> None:
+        await self._write(lambda db: db.execute("UPDATE messages SET text = ? WHERE id = ?", (text, message_id)))
+
+    async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
+                        now: datetime) -> list[StoredMessage]:
+        def write(db: sqlite3.Connection) -> list[StoredMessage]:
             stamp = _iso(now)
             conversation_id = claim.conversation.id
+            mode = db.execute("SELECT mode FROM conversations WHERE id = ?", (conversation_id,)).fetchone()["mode"]
+            if mode != "bot":
+                # An operator took over while the model was thinking: the reply is not sent, the steps are kept.
+                produced_now = [item for item in produced if item.direction != "out"]
+            else:
+                produced_now = produced
             db.executemany(
                 "UPDATE messages SET processed_at = ?, batch_id = ? WHERE id = ? AND processed_at IS NULL",
                 [(stamp, batch_id, message.id) for message in batch],
             )
-            for item in produced:
-                db.execute(
-                    """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, status, error,
-                                             batch_id, processed_at, prompt_tokens, completion_tokens, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (conversation_id, item.wamid, item.direction, item.role, item.type, item.text, _json(item.payload),
-                     item.status, _json(item.error), batch_id, stamp, item.prompt_tokens, item.completion_tokens, stamp),
-                )
-                if item.wamid:
-                    _apply_early_statuses(db, item.wamid)
+            outbound_ids = []
+            for item in produced_now:
+                message_id = _insert(db, conversation_id, item, batch_id, stamp)
+                if item.direction == "out":
+                    outbound_ids.append(message_id)
+            db.execute(
+                """UPDATE conversations SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
+                       updated_at = ? WHERE id = ?""",
+                (sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
+                 stamp, conversation_id),
+            )
+            return _messages_by_id(db, outbound_ids)
+
+        return await self._write(write)
+
+    async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
+        def read(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND direction = 'out' AND status = 'pending' ORDER BY id",
+                (conversation_id,),
+            ).fetchall()
+            return [_message(row) for row in rows]
+
+        return await self._run(read)
+
+    async def mark_sent(self, message_id: int, wamid: str | None, status: str, error: dict[str, Any] | None) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE messages SET wamid = ?, status = ?, error = ? WHERE id = ?",
+                       (wamid, status, _json(error), message_id))
+            if wamid:
+                _apply_early_statuses(db, wamid)
+
+        await self._write(write)
+
+    async def finish_turn(self, claim: Claim, now: datetime) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            conversation_id = claim.conversation.id
             pending = db.execute(
                 "SELECT MIN(created_at) FROM messages WHERE conversation_id = ? AND direction = 'in' AND processed_at IS NULL",
                 (conversation_id,),
             ).fetchone()[0]
+            unsent = db.execute(
+                "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out' AND status = 'pending' LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            keep_due = pending is not None or unsent is not None
             db.execute(
-                """UPDATE conversations SET
-                       prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
-                       pending_since = ?, due_at = CASE WHEN ? IS NULL THEN NULL ELSE due_at END,
+                """UPDATE conversations SET pending_since = ?, due_at = CASE WHEN ? THEN COALESCE(due_at, ?) END,
                        lease_owner = NULL, lease_until = NULL, updated_at = ?
-                   WHERE id = ?""",
-                (sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
-                 pending, pending, stamp, conversation_id),
+                   WHERE id = ? AND lease_owner = ?""",
+                (pending, keep_due, _iso(now), _iso(now), conversation_id, claim.owner),
             )
 
         await self._write(write)
+
+    async def flag(self, conversation_id: int, reason: str) -> None:
+        await self._write(lambda db: db.execute(
+            "UPDATE conversations SET needs_attention = 1, attention_reason = ? WHERE id = ?", (reason, conversation_id)))
+
+    async def set_mode(self, client: str, conversation_id: int, mode: Mode, now: datetime) -> Conversation | None:
+        def write(db: sqlite3.Connection) -> Conversation | None:
+            stamp = _iso(now)
+            if mode == "human":
+                # The operator now answers what was waiting, so the bot must not.
+                db.execute(
+                    "UPDATE messages SET processed_at = ? WHERE conversation_id = ? AND direction = 'in' AND processed_at IS NULL "
+                    "AND conversation_id IN (SELECT id FROM conversations WHERE client = ?)",
+                    (stamp, conversation_id, client),
+                )
+                db.execute(
+                    """UPDATE conversations SET mode = 'human', human_since = COALESCE(human_since, ?), last_operator_at = ?,
+                           due_at = NULL, pending_since = NULL, updated_at = ? WHERE id = ? AND client = ?""",
+                    (stamp, stamp, stamp, conversation_id, client),
+                )
+            else:
+                db.execute(
+                    "UPDATE conversations SET mode = 'bot', human_since = NULL, updated_at = ? WHERE id = ? AND client = ?",
+                    (stamp, conversation_id, client),
+                )
+            row = db.execute("SELECT * FROM conversations WHERE id = ? AND client = ?", (conversation_id, client)).fetchone()
+            return _conversation(row) if row else None
+
+        return await self._write(write)
+
+    async def add_operator_message(self, conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
+        def write(db: sqlite3.Connection) -> StoredMessage:
+            stamp = _iso(now)
+            message_id = _insert(db, conversation_id, message, None, stamp)
+            db.execute("UPDATE conversations SET last_operator_at = ?, updated_at = ? WHERE id = ?",
+                       (stamp, stamp, conversation_id))
+            return _messages_by_id(db, [message_id])[0]
+
+        return await self._write(write)
+
+    async def release_idle_takeovers(self, client: str, idle_since: datetime) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            return db.execute(
+                """UPDATE conversations SET mode = 'bot', human_since = NULL
+                   WHERE client = ? AND mode = 'human' AND COALESCE(last_operator_at, human_since) < ?""",
+                (client, _iso(idle_since)),
+            ).rowcount
+
+        return await self._write(write)
 
     async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]:
         def read(db: sqlite3.Connection) -> list[Conversation]:
@@ -290,6 +382,31 @@ class SQLiteStore:
 
         return await self._run(read)
 
+    async def get_message(self, message_id: int) -> StoredMessage | None:
+        def read(db: sqlite3.Connection) -> StoredMessage | None:
+            found = _messages_by_id(db, [message_id])
+            return found[0] if found else None
+
+        return await self._run(read)
+
+
+def _insert(db: sqlite3.Connection, conversation_id: int, item: NewMessage, batch_id: str | None, stamp: str | None) -> int:
+    cursor = db.execute(
+        """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, status, error, batch_id,
+                                 category, processed_at, prompt_tokens, completion_tokens, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (conversation_id, item.wamid, item.direction, item.role, item.type, item.text, _json(item.payload), item.status,
+         _json(item.error), batch_id, item.category, stamp, item.prompt_tokens, item.completion_tokens, stamp),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _messages_by_id(db: sqlite3.Connection, ids: list[int]) -> list[StoredMessage]:
+    if not ids:
+        return []
+    rows = db.execute(f"SELECT * FROM messages WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids).fetchall()
+    return [_message(row) for row in rows]
+
 
 def _apply_early_statuses(db: sqlite3.Connection, wamid: str) -> None:
     """Statuses can beat the send's own response to us; apply those already recorded."""
@@ -308,6 +425,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         due_at=_time(row["due_at"]), last_inbound_at=_time(row["last_inbound_at"]),
         prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
         created_at=_time(row["created_at"]), updated_at=_time(row["updated_at"]),  # type: ignore[arg-type]
+        human_since=_time(row["human_since"]), last_operator_at=_time(row["last_operator_at"]),
+        needs_attention=bool(row["needs_attention"]), attention_reason=row["attention_reason"],
     )
 
 
@@ -319,5 +438,5 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         error=json.loads(row["error"]) if row["error"] else None, wa_timestamp=_time(row["wa_timestamp"]),
         batch_id=row["batch_id"], processed_at=_time(row["processed_at"]),
         prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-        created_at=_time(row["created_at"]),  # type: ignore[arg-type]
+        created_at=_time(row["created_at"]), category=row["category"],  # type: ignore[arg-type]
     )

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS conversations (
     lease_owner       TEXT,                           -- processor holding the conversation
     lease_until       TEXT,
     last_inbound_at   TEXT,                           -- opens the 24 h customer-service window
+    human_since       TEXT,                           -- set while an operator holds the conversation (mode human)
+    last_operator_at  TEXT,                           -- the operator's last action; idle takeovers go back to the bot
+    needs_attention   INTEGER NOT NULL DEFAULT 0,     -- 1 when a person should look (fallback sent, send refused...)
+    attention_reason  TEXT,
     prompt_tokens     INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created_at        TEXT    NOT NULL,
@@ -37,6 +41,7 @@ CREATE TABLE IF NOT EXISTS messages (
     error             TEXT,                           -- JSON: Meta's error for a failed message
     wa_timestamp      TEXT,                           -- Meta's timestamp of an inbound message
     batch_id          TEXT,                           -- the turn that answered (inbound) or produced (outbound) it
+    category          TEXT,                           -- classified instructions: the category that answered
     processed_at      TEXT,                           -- when the turn completed; NULL for an unanswered inbound message
     prompt_tokens     INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -44,6 +49,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (conversation_id) WHERE processed_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_timeline ON messages (conversation_id, processed_at);
+CREATE INDEX IF NOT EXISTS messages_unsent ON messages (conversation_id) WHERE status = 'pending';
 
 -- Every status report, kept even when it arrives before the message it names is stored.
 CREATE TABLE IF NOT EXISTS message_statuses (

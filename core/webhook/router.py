@@ -131,7 +131,7 @@ async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]
             continue
         fields = {"client": client.name, "waba_id": event.waba_id}
         if isinstance(event, InboundMessage):
-            result = await services.store.record_inbound(client.name, event, services.debounce, utcnow())
+            result = await services.store.record_inbound(client.name, event, client.debounce, utcnow())
             stored += result.is_new
             nudge = nudge or result.is_new
             log.info("webhook.message" if result.is_new else "webhook.duplicate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -28,14 +29,23 @@ def recipient_fields(to: Recipient) -> dict[str, str]:
     raise ValueError("recipient has neither wa_id nor user_id")
 
 
+@dataclass(frozen=True)
+class Media:
+    content: bytes
+    mime_type: str
+
+
 class WhatsAppSender(Protocol):
-    """Sends on behalf of one business number; the live Graph API or the sandbox."""
+    """Acts on behalf of one business number; the live Graph API or the sandbox."""
 
     async def send_text(self, phone_number_id: str, token: str | None, to: Recipient, body: str) -> str:
         """Send a text message; returns its wamid."""
 
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
         """Mark a message read, optionally showing the typing indicator."""
+
+    async def download_media(self, media_id: str, token: str | None, max_bytes: int) -> Media:
+        """Fetch a received media file (id → short-lived URL → bytes), refusing files over `max_bytes`."""
 
 
 class GraphSender:
@@ -82,3 +92,32 @@ class GraphSender:
         if typing:
             payload["typing_indicator"] = {"type": "text"}
         await self._post(phone_number_id, token, payload)
+
+    async def download_media(self, media_id: str, token: str | None, max_bytes: int) -> Media:
+        if not token:
+            raise WhatsAppError("no access token configured to download media")
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            meta = await self._http.get(f"{self._base_url}/{media_id}", headers=headers)
+            if meta.status_code >= 400:
+                raise WhatsAppError.from_response(meta)
+            info = meta.json()
+            if int(info.get("file_size") or 0) > max_bytes:
+                raise WhatsAppError(f"media is {info['file_size']} bytes, over the {max_bytes}-byte cap")
+            # The URL lives about 5 minutes and needs the same bearer token (WHATSAPP.md §12).
+            async with self._http.stream("GET", info["url"], headers=headers, follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    raise WhatsAppError(f"media download answered HTTP {response.status_code}",
+                                        status_code=response.status_code)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise WhatsAppError(f"media is over the {max_bytes}-byte cap")
+                    chunks.append(chunk)
+                mime = info.get("mime_type") or response.headers.get("content-type", "application/octet-stream")
+        except httpx.HTTPError as error:
+            raise WhatsAppError(f"media download failed: {type(error).__name__}") from error
+        except (KeyError, ValueError, TypeError) as error:
+            raise WhatsAppError("the Graph API answered the media lookup without a usable url") from error
+        return Media(b"".join(chunks), str(mime))

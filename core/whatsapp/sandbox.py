@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from core.whatsapp.client import Recipient, recipient_fields
+from core.whatsapp.client import Media, Recipient, recipient_fields
+from core.whatsapp.errors import WhatsAppError
 
 log = logging.getLogger("core.whatsapp.sandbox")
 
@@ -21,3 +22,6 @@ class SandboxSender:
 
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
         log.debug("whatsapp.sandbox_mark_read", extra={"phone_number_id": phone_number_id, "wamid": wamid})
+
+    async def download_media(self, media_id: str, token: str | None, max_bytes: int) -> Media:
+        raise WhatsAppError("the sandbox cannot download media (no access token)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 
@@ -36,7 +36,14 @@ class FakeGraph:
         self._failures: list[tuple[int, dict[str, Any]]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.app = Starlette(routes=[Route("/{phone_number_id}/messages", self._messages, methods=["POST"])])
+        # Media Meta would hold: id -> (bytes, mime type); an id not listed is served as a short voice note.
+        self.media: dict[str, tuple[bytes, str]] = {}
+        self.media_downloads: list[str] = []
+        self.app = Starlette(routes=[
+            Route("/{phone_number_id}/messages", self._messages, methods=["POST"]),
+            Route("/files/{media_id}", self._media_bytes, methods=["GET"]),
+            Route("/{media_id}", self._media_lookup, methods=["GET"]),
+        ])
 
     def fail_next(self, status: int, code: int, message: str = "error") -> None:
         """Answer the next text send with this Graph error (mark-as-read calls are not affected)."""
@@ -45,6 +52,26 @@ class FakeGraph:
 
     def texts(self) -> list[GraphCall]:
         return [call for call in self.calls if call.is_text]
+
+    def _media_for(self, media_id: str) -> tuple[bytes, str]:
+        return self.media.get(media_id, (b"OggS-fake-voice-" + media_id.encode(), "audio/ogg; codecs=opus"))
+
+    async def _media_lookup(self, request: Request) -> JSONResponse:
+        media_id = request.path_params["media_id"]
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return JSONResponse({"error": {"message": "no token", "code": 190}}, status_code=401)
+        content, mime = self._media_for(media_id)
+        url = f"{request.base_url}files/{media_id}"
+        return JSONResponse({"url": url, "mime_type": mime, "file_size": len(content), "id": media_id,
+                             "messaging_product": "whatsapp"})
+
+    async def _media_bytes(self, request: Request) -> Response:
+        media_id = request.path_params["media_id"]
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return Response(status_code=401)
+        self.media_downloads.append(media_id)
+        content, mime = self._media_for(media_id)
+        return Response(content, media_type=mime.split(";")[0])
 
     async def _messages(self, request: Request) -> JSONResponse:
         body = await request.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -43,10 +44,25 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str] = []
         self.respond = respond
+        self.transcript = "hola, quería consultar por un curso"
+        self.transcriptions: list[dict[str, Any]] = []
+        # While cleared, chat completions wait (up to a minute): lets a test act while the model "thinks".
+        self.gate = threading.Event()
+        self.gate.set()
         self._script: list[Reply] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self._completions, methods=["POST"]),
+            Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
+        ])
+
+    async def _transcriptions(self, request: Request) -> JSONResponse:
+        form = await request.form()
+        upload = form["file"]
+        self.transcriptions.append({"model": form.get("model"), "filename": upload.filename,
+                                    "content": await upload.read()})
+        return JSONResponse({"text": self.transcript})
 
     def script(self, *replies: Reply) -> None:
         """Answer the next requests with these replies, in order, before falling back to `respond`."""
@@ -58,6 +74,8 @@ class FakeOpenAI:
             self.requests.append(body)
             self.auth.append(request.headers.get("authorization", ""))
             reply = self._script.pop(0) if self._script else None
+        if not self.gate.is_set():
+            await asyncio.to_thread(self.gate.wait, 60)
         reply = reply or self.respond(body)
         if reply.status != 200:
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=reply.status)

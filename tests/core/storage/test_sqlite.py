@@ -49,10 +49,17 @@ async def answer(store: SQLiteStore, now: datetime, reply_wamid: str = "wamid.OU
     """Claim the due conversation, complete its batch with one reply; returns the batch."""
     [claim] = await store.claim_due("owner-a", now, 60, 10)
     batch = await store.pending_batch(claim.conversation.id)
-    reply = NewMessage(direction="out", role="assistant", text=text, wamid=reply_wamid, status="sent",
-                       prompt_tokens=10, completion_tokens=5)
-    await store.complete_batch(claim, batch, "batch-1", [reply], now)
+    await complete(store, claim, batch, "batch-1", [NewMessage(direction="out", role="assistant", text=text, status="pending",
+                                                               prompt_tokens=10, completion_tokens=5)], now, reply_wamid)
     return batch
+
+
+async def complete(store: SQLiteStore, claim, batch, batch_id: str, produced: list[NewMessage], now: datetime,
+                   wamid: str | None = None) -> None:
+    """A whole turn as the processor does it: save, mark each reply sent, finish."""
+    for message in await store.save_turn(claim, batch, batch_id, produced, now):
+        await store.mark_sent(message.id, wamid or f"wamid.{message.id}", "sent", None)
+    await store.finish_turn(claim, now)
 
 
 class TestRecordInbound:
@@ -187,17 +194,17 @@ class TestBatches:
         [claim] = await store.claim_due("a", now, 60, 10)
         batch = await store.pending_batch(claim.conversation.id)
         await store.record_inbound("demo", inbound("segundo", at=now), DEBOUNCE, now)
-        reply = NewMessage(direction="out", role="assistant", text="re: primero", wamid="wamid.R1", status="sent")
-        await store.complete_batch(claim, batch, "b1", [reply], now + timedelta(seconds=1))
+        reply = NewMessage(direction="out", role="assistant", text="re: primero", status="pending")
+        await complete(store, claim, batch, "b1", [reply], now + timedelta(seconds=1))
 
         [conversation] = await store.list_conversations("demo", 1, 0)
         assert conversation.due_at is not None
         assert [m.text for m in await store.pending_batch(result.conversation_id)] == ["segundo"]
         [next_claim] = await store.claim_due("a", now + timedelta(seconds=10), 60, 10)
         second = await store.pending_batch(next_claim.conversation.id)
-        await store.complete_batch(next_claim, second, "b2",
-                                   [NewMessage(direction="out", role="assistant", text="re: segundo")],
-                                   now + timedelta(seconds=11))
+        await complete(store, next_claim, second, "b2",
+                       [NewMessage(direction="out", role="assistant", text="re: segundo", status="pending")],
+                       now + timedelta(seconds=11))
         history = await store.history(result.conversation_id, 10)
         assert [m.text for m in history] == ["primero", "re: primero", "segundo", "re: segundo"]
 

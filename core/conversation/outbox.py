@@ -1,0 +1,94 @@
+"""Sending stored outbound messages: the 24 h window, pacing, and Graph errors handled by code."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+
+from core.clients import Client
+from core.conversation.window import is_within_window
+from core.storage.base import Store
+from core.storage.records import Conversation, StoredMessage, utcnow
+from core.whatsapp.client import WhatsAppSender
+from core.whatsapp.errors import WhatsAppError
+from core.whatsapp.pacing import Pacer
+
+log = logging.getLogger("core.outbox")
+
+OUTSIDE_WINDOW = 131047
+TOKEN_INVALID = 190
+
+
+@dataclass(frozen=True)
+class SendRetry:
+    """How transient Graph errors (rate limits, 5xx, network) are retried."""
+
+    attempts: int = 5
+    base_seconds: float = 1.0
+    max_wait_seconds: float = 30.0
+    deadline_seconds: float = 90.0
+
+
+class Outbox:
+    """Sends a conversation's stored outbound messages in order and records each outcome."""
+
+    def __init__(self, store: Store, pacer: Pacer, retry: SendRetry) -> None:
+        self._store = store
+        self._pacer = pacer
+        self._retry = retry
+
+    async def deliver(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
+                      messages: list[StoredMessage]) -> bool:
+        """Send each message; after a refusal the rest are marked failed. True when all were sent."""
+        fields = {"client": client.name, "conversation": conversation.id}
+        sandbox = client.send_mode == "sandbox"
+        for index, message in enumerate(messages):
+            if not is_within_window(conversation.last_inbound_at, utcnow()):
+                error = {"code": OUTSIDE_WINDOW, "title": "outside the 24 h window",
+                         "message": "free-form messages need the user to have written in the last 24 hours"}
+                log.warning("whatsapp.outside_window", extra=fields)
+                await self._fail_rest(messages[index:], error)
+                await self._store.flag(conversation.id, "outside the 24 h window: a template is needed")
+                return False
+            try:
+                wamid = await self._send(client, sender, conversation, message.text or "")
+            except WhatsAppError as error:
+                await self._refused(client, conversation, error, fields)
+                await self._store.mark_sent(message.id, None, "failed", error.as_record())
+                await self._fail_rest(messages[index + 1:], {"message": "not sent: an earlier part was refused"})
+                return False
+            await self._store.mark_sent(message.id, wamid, "sandbox" if sandbox else "sent", None)
+        return True
+
+    async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation, text: str) -> str:
+        retry = self._retry
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda error: isinstance(error, WhatsAppError) and error.is_transient),
+            wait=wait_random_exponential(multiplier=retry.base_seconds, max=retry.max_wait_seconds),
+            stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_seconds),
+            reraise=True,
+        ):
+            with attempt:
+                await self._pacer.wait(conversation.phone_number_id, conversation.user_key)
+                if attempt.retry_state.attempt_number > 1:
+                    log.info("whatsapp.send_retry", extra={"client": client.name, "conversation": conversation.id,
+                                                           "attempt": attempt.retry_state.attempt_number})
+                return await sender.send_text(conversation.phone_number_id, client.access_token, conversation, text)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _refused(self, client: Client, conversation: Conversation, error: WhatsAppError, fields: dict) -> None:
+        detail = {**fields, "code": error.code, "title": error.title, "status_code": error.status_code, "error": str(error)}
+        if error.code == TOKEN_INVALID:
+            # The client's token is dead: every conversation of the client fails until someone replaces it.
+            log.error("whatsapp.token_invalid", extra={**detail, "detail": f"replace {client.env_prefix}ACCESS_TOKEN"})
+        else:
+            log.error("whatsapp.send_refused", extra=detail)
+        reason = "outside the 24 h window: a template is needed" if error.code == OUTSIDE_WINDOW else \
+            f"WhatsApp refused a message (code {error.code}: {error.title or error})"
+        await self._store.flag(conversation.id, reason)
+
+    async def _fail_rest(self, messages: list[StoredMessage], error: dict) -> None:
+        for message in messages:
+            await self._store.mark_sent(message.id, None, "failed", error)

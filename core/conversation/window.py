@@ -1,0 +1,12 @@
+"""Meta's 24-hour customer-service window: free-form messages only within 24 h of the user's last message."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+WINDOW = timedelta(hours=24)
+
+
+def is_within_window(last_inbound_at: datetime | None, now: datetime) -> bool:
+    """Whether a free-form (non-template) message may be sent now."""
+    return last_inbound_at is not None and now - last_inbound_at < WINDOW
