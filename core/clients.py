@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from core.config import Settings, describe_validation_error
+from core.config import Settings, describe_settings_error, describe_validation_error
 from core.errors import ConfigError
 from core.llm.instructions import ClassifiedPrompts, Instructions
 from core.llm.tools import ToolSet
@@ -31,7 +31,7 @@ SendMode = Literal["live", "sandbox"]
 class ClientSettings(BaseSettings):
     """Variables every client has, read with the prefix `<NAME>_`; a client subclasses it to add its own."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
 
     waba_ids: Annotated[list[str], NoDecode] = []
     phone_number_ids: Annotated[list[str], NoDecode] = []
@@ -125,7 +125,12 @@ def env_prefix(name: str) -> str:
 
 def discover(package: str = "clients") -> list[ClientSpec]:
     """Import every client package not starting with `_`; one that fails is logged and skipped."""
-    root = importlib.import_module(package)
+    try:
+        root = importlib.import_module(package)
+    except ImportError as error:
+        raise ConfigError(f"CLIENTS_PACKAGE: cannot import {package!r} ({error})") from error
+    if not hasattr(root, "__path__"):
+        raise ConfigError(f"CLIENTS_PACKAGE: {package!r} is a module, not a package of client folders")
     specs: list[ClientSpec] = []
     for module in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
         if module.name.startswith("_") or not module.ispkg:
@@ -152,6 +157,8 @@ def build_client(spec: ClientSpec, settings: Settings, env_file: Path | None) ->
         own = spec.settings_class(_env_prefix=prefix, _env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
         raise ConfigError(f"Invalid configuration of client {spec.name}: {describe_validation_error(error, prefix)}") from error
+    except SettingsError as error:
+        raise ConfigError(f"Invalid configuration of client {spec.name}: {describe_settings_error(error, prefix)}") from error
     access_token = _reveal(own.access_token)
     mode = settings.whatsapp_send_mode or ("live" if access_token else "sandbox")
     if mode == "live" and access_token is None and own.phone_number_ids:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from core.errors import ConfigError
 
@@ -16,7 +17,8 @@ DEFAULT_GRAPH_URL = "https://graph.facebook.com/v26.0"
 class Settings(BaseSettings):
     """Variables that apply to the whole deployment (see `.env.example`)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # A blank value (as in .env.example) means "use the default", not "set to empty".
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True)
 
     database_url: str = "sqlite:///./data/app.db"
     openai_api_key: SecretStr | None = None
@@ -102,3 +104,12 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(f"Invalid configuration: {describe_validation_error(error)}") from error
+    except SettingsError as error:
+        raise ConfigError(f"Invalid configuration: {describe_settings_error(error)}") from error
+
+
+def describe_settings_error(error: SettingsError, prefix: str = "") -> str:
+    """pydantic-settings fails before validation on a value it cannot decode (bad JSON): name the variable."""
+    match = re.search(r'field "([^"]+)"', str(error))
+    name = f"{prefix}{match.group(1).upper()}" if match else "a variable"
+    return f"{name}: cannot be read ({error.__cause__ or error})"

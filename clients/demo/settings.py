@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
@@ -14,6 +15,20 @@ class DemoSettings(ClientSettings):
     # Opening hours per weekday (0 = Monday), "HH:MM-HH:MM"; a missing day is closed.
     opening_hours: dict[int, str] = {0: "09:00-18:00", 1: "09:00-18:00", 2: "09:00-18:00", 3: "09:00-18:00",
                                      4: "09:00-18:00", 5: "10:00-13:00"}
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _valid_hours(cls, value: dict[int, str]) -> dict[int, str]:
+        for day, hours in value.items():
+            if not 0 <= day <= 6:
+                raise ValueError(f"weekday {day} is not 0 (Monday) to 6 (Sunday)")
+            start, dash, end = hours.partition("-")
+            try:
+                if not dash or time.fromisoformat(start.strip()) >= time.fromisoformat(end.strip()):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{hours!r} for weekday {day} is not HH:MM-HH:MM with the start first") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

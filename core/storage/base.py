@@ -23,8 +23,8 @@ class Store(Protocol):
     async def record_inbound(self, client: str, message: InboundMessage, debounce: Debounce, now: datetime) -> InboundResult:
         """Store a user's message once (keyed on wamid) and push the conversation's due time."""
 
-    async def record_status(self, update: StatusUpdate, now: datetime) -> bool:
-        """Keep a status report and move the named outbound message forward; True when it names a known message."""
+    async def record_status(self, client: str, update: StatusUpdate, now: datetime) -> bool:
+        """Keep a status report and move the client's named outbound message forward; True when it names one."""
 
     async def next_due_at(self) -> datetime | None:
         """The earliest due time of a conversation waiting for an answer."""

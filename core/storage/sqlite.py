@@ -138,20 +138,21 @@ class SQLiteStore:
 
         return await self._write(write)
 
-    async def record_status(self, update: StatusUpdate, now: datetime) -> bool:
+    async def record_status(self, client: str, update: StatusUpdate, now: datetime) -> bool:
         def write(db: sqlite3.Connection) -> bool:
             db.execute(
-                """INSERT INTO message_statuses (wamid, status, timestamp, payload, recorded_at) VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (wamid, status) DO NOTHING""",
-                (update.wamid, update.status, _iso(update.timestamp), _json(update.payload), _iso(now)),
+                """INSERT INTO message_statuses (client, wamid, status, timestamp, payload, recorded_at)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (client, wamid, status) DO NOTHING""",
+                (client, update.wamid, update.status, _iso(update.timestamp), _json(update.payload), _iso(now)),
             )
-            row = db.execute("SELECT id, status FROM messages WHERE wamid = ?", (update.wamid,)).fetchone()
+            row = db.execute(
+                """SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                   WHERE m.wamid = ? AND c.client = ?""",
+                (update.wamid, client),
+            ).fetchone()
             if row is None:
                 return False
-            if status_moves_forward(row["status"], update.status):
-                error = {"errors": update.errors} if update.errors else None
-                db.execute("UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
-                           (update.status, _json(error), row["id"]))
+            _apply_statuses(db, client, update.wamid)
             return True
 
         return await self._write(write)
@@ -281,7 +282,11 @@ class SQLiteStore:
             db.execute("UPDATE messages SET wamid = ?, status = ?, error = ? WHERE id = ?",
                        (wamid, status, _json(error), message_id))
             if wamid:
-                _apply_early_statuses(db, wamid)
+                client = db.execute(
+                    "SELECT c.client FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?",
+                    (message_id,),
+                ).fetchone()["client"]
+                _apply_statuses(db, client, wamid)
 
         await self._write(write)
 
@@ -408,9 +413,10 @@ def _messages_by_id(db: sqlite3.Connection, ids: list[int]) -> list[StoredMessag
     return [_message(row) for row in rows]
 
 
-def _apply_early_statuses(db: sqlite3.Connection, wamid: str) -> None:
-    """Statuses can beat the send's own response to us; apply those already recorded."""
-    for row in db.execute("SELECT status, payload FROM message_statuses WHERE wamid = ?", (wamid,)).fetchall():
+def _apply_statuses(db: sqlite3.Connection, client: str, wamid: str) -> None:
+    """Move the message forward by every status recorded for it (some beat the send's own response to us)."""
+    for row in db.execute("SELECT status, payload FROM message_statuses WHERE client = ? AND wamid = ?",
+                          (client, wamid)).fetchall():
         current = db.execute("SELECT status FROM messages WHERE wamid = ?", (wamid,)).fetchone()["status"]
         if status_moves_forward(current, row["status"]):
             errors = json.loads(row["payload"]).get("errors")

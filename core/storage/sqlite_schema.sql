@@ -52,11 +52,13 @@ CREATE INDEX IF NOT EXISTS messages_timeline ON messages (conversation_id, proce
 CREATE INDEX IF NOT EXISTS messages_unsent ON messages (conversation_id) WHERE status = 'pending';
 
 -- Every status report, kept even when it arrives before the message it names is stored.
+-- Keyed by client too: a delivery routed to one client can never touch another client's messages.
 CREATE TABLE IF NOT EXISTS message_statuses (
+    client       TEXT NOT NULL,
     wamid        TEXT NOT NULL,
     status       TEXT NOT NULL,
     timestamp    TEXT,
     payload      TEXT NOT NULL,
     recorded_at  TEXT NOT NULL,
-    PRIMARY KEY (wamid, status)
+    PRIMARY KEY (client, wamid, status)
 );

@@ -137,7 +137,7 @@ async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]
             log.info("webhook.message" if result.is_new else "webhook.duplicate",
                      extra={**fields, "conversation": result.conversation_id, "wamid": event.wamid, "type": event.type})
         elif isinstance(event, StatusUpdate):
-            known = await services.store.record_status(event, utcnow())
+            known = await services.store.record_status(client.name, event, utcnow())
             log.info("webhook.status", extra={**fields, "wamid": event.wamid, "status": event.status, "known": known,
                                               **({"errors": event.errors} if event.errors else {})})
         elif isinstance(event, OtherChange):

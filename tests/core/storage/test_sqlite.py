@@ -111,7 +111,7 @@ class TestStatuses:
         await store.record_inbound("demo", inbound(), DEBOUNCE, T0)
         await answer(store, T0 + timedelta(seconds=3), reply_wamid="wamid.OUT1")
         for name in order:
-            assert await store.record_status(status("wamid.OUT1", name), T0)
+            assert await store.record_status("demo", status("wamid.OUT1", name), T0)
         [conversation] = await store.list_conversations("demo", 1, 0)
         reply = [m for m in await store.list_messages(conversation.id, 10, 0) if m.direction == "out"][0]
         assert reply.status == "read"
@@ -122,14 +122,14 @@ class TestStatuses:
         await answer(store, T0 + timedelta(seconds=3), reply_wamid="wamid.OUT2")
         error = [{"code": 131047, "title": "Re-engagement message"}]
         for name in order:
-            await store.record_status(status("wamid.OUT2", name, error if name == "failed" else None), T0)
+            await store.record_status("demo", status("wamid.OUT2", name, error if name == "failed" else None), T0)
         [conversation] = await store.list_conversations("demo", 1, 0)
         reply = [m for m in await store.list_messages(conversation.id, 10, 0) if m.direction == "out"][0]
         assert reply.status == "failed"
         assert reply.error == {"errors": error}
 
     async def test_a_status_that_arrives_before_its_message_is_applied_later(self, store: SQLiteStore):
-        assert not await store.record_status(status("wamid.EARLY", "delivered"), T0)
+        assert not await store.record_status("demo", status("wamid.EARLY", "delivered"), T0)
         await store.record_inbound("demo", inbound(), DEBOUNCE, T0)
         await answer(store, T0 + timedelta(seconds=3), reply_wamid="wamid.EARLY")
         [conversation] = await store.list_conversations("demo", 1, 0)
@@ -215,3 +215,13 @@ class TestBatches:
             await answer(store, now + timedelta(seconds=3), reply_wamid=f"wamid.H{n}", text=f"a{n}")
         [conversation] = await store.list_conversations("demo", 1, 0)
         assert [m.text for m in await store.history(conversation.id, 3)] == ["a1", "q2", "a2"]
+
+
+class TestClientIsolation:
+    async def test_a_status_routed_to_another_client_never_touches_this_clients_message(self, store: SQLiteStore):
+        await store.record_inbound("demo", inbound(), DEBOUNCE, T0)
+        await answer(store, T0 + timedelta(seconds=3), reply_wamid="wamid.DEMO1")
+        assert not await store.record_status("emprendemy", status("wamid.DEMO1", "failed", [{"code": 131047}]), T0)
+        [conversation] = await store.list_conversations("demo", 1, 0)
+        reply = [m for m in await store.list_messages(conversation.id, 10, 0) if m.direction == "out"][0]
+        assert (reply.status, reply.error) == ("sent", None)
