@@ -86,8 +86,11 @@ def tmp_db(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def start_app(monkeypatch: pytest.MonkeyPatch, tmp_db: str) -> Iterator[Any]:
-    """Start the real app under uvicorn with the given client env and settings; stopped at test end."""
+def start_app(monkeypatch: pytest.MonkeyPatch, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> Iterator[Any]:
+    """Start the real app under uvicorn with the given client env and settings; stopped at test end.
+
+    It depends on the stand-ins so that they outlive the app: a turn still running at shutdown finishes
+    against them instead of retrying against closed ports."""
     stack: list[Any] = []
 
     def start(env: dict[str, str] | None = None, **overrides: Any) -> RunningApp:
