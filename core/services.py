@@ -89,7 +89,8 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
         scheduler = Scheduler(store, processor.process, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_concurrency=settings.client_concurrency,
-                              housekeeping=partial(release_idle_takeovers, store, registry))
+                              housekeeping=partial(release_idle_takeovers, store, registry),
+                              housekeeping_seconds=settings.housekeeping_seconds)
         scheduler.start()
         try:
             yield Services(settings, registry, store, scheduler, senders, outbox)
