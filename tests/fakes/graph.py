@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ class GraphCall:
     phone_number_id: str
     token: str | None
     body: dict[str, Any]
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def is_text(self) -> bool:

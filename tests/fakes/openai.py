@@ -45,6 +45,7 @@ class FakeOpenAI:
         self.auth: list[str] = []
         self.respond = respond
         self.transcript = "hola, quería consultar por un curso"
+        self.latency_seconds = 0.0  # how long the "model" takes per answer (benchmarks set a realistic one)
         self.transcriptions: list[dict[str, Any]] = []
         # While cleared, chat completions wait (up to a minute): lets a test act while the model "thinks".
         self.gate = threading.Event()
@@ -76,6 +77,8 @@ class FakeOpenAI:
             reply = self._script.pop(0) if self._script else None
         if not self.gate.is_set():
             await asyncio.to_thread(self.gate.wait, 60)
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
         reply = reply or self.respond(body)
         if reply.status != 200:
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=reply.status)
