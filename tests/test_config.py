@@ -284,3 +284,27 @@ class TestClientDiscovery:
 
     def test_default_package_holds_demo_and_emprendemy_not_the_template(self):
         assert sorted(spec.name for spec in discover("clients")) == sorted([DEMO.name, EMPRENDEMY.name])
+
+
+class TestEnvExample:
+    def test_every_setting_is_listed_with_a_comment(self):
+        from clients.demo.settings import DemoSettings
+        from core.clients import ClientSettings
+        from core.knowledge.settings import KnowledgeSettings
+
+        listed = env_example()
+        expected = {name.upper() for name in Settings.model_fields}
+        expected |= {name.upper() for name in KnowledgeSettings.model_fields if name not in {"clients_package"}}
+        expected |= {f"DEMO_{name.upper()}" for name in DemoSettings.model_fields}
+        expected |= {f"EMPRENDEMY_{name.upper()}" for name in ClientSettings.model_fields}
+        assert sorted(expected - set(listed)) == []
+        lines = ENV_EXAMPLE.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if re.match(r"^[A-Z][A-Z0-9_]*=", line) and not line.startswith("EMPRENDEMY_"):
+                above = lines[index - 1]
+                assert above.startswith("#") or re.match(r"^[A-Z][A-Z0-9_]*=", above), f"{line} has no comment"
+
+    def test_no_real_secret_values(self):
+        for name, value in env_example().items():
+            if name.endswith(("_KEY", "_SECRET", "_TOKEN", "_PASSWORD")):
+                assert value == "", f"{name} must be blank in .env.example"
