@@ -12,12 +12,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic_settings import NoDecode, SettingsConfigDict, SettingsError
 
 from core.config import Settings, describe_settings_error, describe_validation_error
 from core.errors import ConfigError
 from core.llm.instructions import ClassifiedPrompts, Instructions
 from core.llm.tools import ToolSet
+from core.notify.email import EmailSettings
 from core.storage.records import Debounce
 
 log = logging.getLogger("core.clients")
@@ -28,8 +29,10 @@ DEFAULT_FALLBACK_MESSAGE = "Sorry, we cannot answer right now. A person from our
 SendMode = Literal["live", "sandbox"]
 
 
-class ClientSettings(BaseSettings):
-    """Variables every client has, read with the prefix `<NAME>_`; a client subclasses it to add its own."""
+class ClientSettings(EmailSettings):
+    """Variables every client has, read with the prefix `<NAME>_`; a client subclasses it to add its own.
+
+    The SMTP ones (`<NAME>_SMTP_HOST`…) come from EmailSettings: where staff notifications go."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
 

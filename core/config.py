@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import SettingsConfigDict, SettingsError
 
 from core.errors import ConfigError
+from core.knowledge.settings import KnowledgeSettings
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com/v26.0"
 
 
-class Settings(BaseSettings):
-    """Variables that apply to the whole deployment (see `.env.example`)."""
+class Settings(KnowledgeSettings):
+    """Variables that apply to the whole deployment (see `.env.example`); knowledge search's are inherited."""
 
     # A blank value (as in .env.example) means "use the default", not "set to empty".
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True)

@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 from core.clients import ClientRegistry
 from core.config import Settings
 from core.conversation.media import MediaReader
+from core.knowledge.factory import build_retriever
 from core.conversation.outbox import Outbox, SendRetry
 from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.scheduler import Scheduler
@@ -26,6 +27,8 @@ from core.storage.base import Store
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
+from core.notify.email import EmailNotifier
+from core.toolbox import ServiceToolbox
 from core.whatsapp.sandbox import SandboxSender
 
 log = logging.getLogger("core.services")
@@ -49,11 +52,12 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore(settings.sqlite_path)
 
 
-def build_agent(settings: Settings) -> tuple[Agent, AsyncOpenAI | None]:
-    """The OpenAI agent when a key is set, else the offline responder."""
+def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, AsyncOpenAI | None]:
+    """The OpenAI agent when a key is set, else the offline responder (knowledge answers, else offline message)."""
     if settings.openai_api_key is None:
-        log.warning("llm.offline", extra={"detail": "OPENAI_API_KEY is not set: every client answers with its offline message"})
-        return OfflineResponder(), None
+        log.warning("llm.offline", extra={"detail": "OPENAI_API_KEY is not set: clients answer from their knowledge "
+                                                    "when it matches well, else with their offline message"})
+        return OfflineResponder(toolbox.retriever), None
     openai = AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
@@ -64,7 +68,7 @@ def build_agent(settings: Settings) -> tuple[Agent, AsyncOpenAI | None]:
                      max_wait_seconds=max(settings.llm_retry_base_seconds, 20.0),
                      deadline_seconds=settings.llm_deadline_seconds)
     agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds,
-                        history_budget=settings.history_token_budget, retry=retry)
+                        history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox)
     return agent, openai
 
 
@@ -73,8 +77,10 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
     """Open the store and HTTP clients, run the scheduler, and close everything in reverse order."""
     store = open_store(settings)
     await store.open()
-    agent, openai = build_agent(settings)
-    async with httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
+    retriever = build_retriever(settings)
+    async with EmailNotifier() as notifier, httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
+        toolbox = ServiceToolbox(store, retriever, notifier, top_k=settings.knowledge_top_k)
+        agent, openai = build_agent(settings, toolbox)
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
                       pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
@@ -85,7 +91,9 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
                                  history_messages=settings.history_messages)
-        processor = Processor(store, registry, agent, senders, media, outbox, timing)
+        processor = Processor(store, registry, agent, senders, media, outbox, timing,
+                              notify=lambda client, subject, body: toolbox.notify_staff(client.name, client.settings,
+                                                                                        subject, body))
         scheduler = Scheduler(store, processor.process, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_concurrency=settings.client_concurrency,
@@ -98,6 +106,7 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
             await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
             if openai is not None:
                 await openai.close()
+            await retriever.aclose()
             await store.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TypeVar
@@ -15,7 +15,7 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.llm.agent import Agent, Turn, TurnResult
 from core.storage.base import Store
-from core.storage.records import Claim, NewMessage, StoredMessage, utcnow
+from core.storage.records import Claim, Conversation, NewMessage, StoredMessage, utcnow
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.formatting import split_message, to_whatsapp
@@ -48,7 +48,8 @@ class Processor:
     """Turns a claim into a reply: read the batch, ask the agent, store the reply, send it, release."""
 
     def __init__(self, store: Store, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
-                 outbox: Outbox, timing: ProcessorTiming) -> None:
+                 outbox: Outbox, timing: ProcessorTiming,
+                 notify: Callable[[Client, str, str], object] = lambda client, subject, body: None) -> None:
         self._store = store
         self._registry = registry
         self._agent = agent
@@ -56,6 +57,7 @@ class Processor:
         self._media = media
         self._outbox = outbox
         self._timing = timing
+        self._notify = notify
 
     async def process(self, claim: Claim) -> None:
         """Answer the claimed conversation; an unexpected failure releases it to be tried again later."""
@@ -136,6 +138,20 @@ class Processor:
         if await self._outbox.deliver(client, sender, conversation, stored):
             log.info("conversation.replied", extra={**fields, "batch": len(batch), "parts": len(stored),
                                                     "category": result.category})
+        if result.handovers:
+            await self._hand_over(client, conversation, "; ".join(result.handovers))
+
+    async def _hand_over(self, client: Client, conversation: Conversation, reason: str) -> None:
+        """A tool asked for a person: the reply is out, now the bot goes quiet and staff hear of it."""
+        await self._store.set_mode(client.name, conversation.id, "human", utcnow())
+        who = f"{conversation.contact_name or 'someone'} ({conversation.wa_id or conversation.user_key})"
+        body = (f"Conversation {conversation.id} with {who} on {conversation.phone_number_id} was handed to a person.\n"
+                f"Reason: {reason}\n\nThe bot stays silent in it until it is released "
+                f"(POST /api/v1/{client.name}/conversations/{conversation.id}/release) or the operator is idle for "
+                f"{client.settings.human_idle_minutes:g} minutes.")
+        self._notify(client, f"[{client.name}] Conversation {conversation.id} needs a person", body)
+        log.info("conversation.handed_over", extra={"client": client.name, "conversation": conversation.id,
+                                                    "reason": reason})
 
     def _reply_parts(self, result: TurnResult) -> list[NewMessage]:
         parts = split_message(to_whatsapp(result.reply)) or [result.reply]

@@ -5,8 +5,8 @@ from core.knowledge.documents import clients_dir, knowledge_dir, load_documents,
 from core.knowledge.factory import build_retriever
 from core.knowledge.lexical import LexicalRetriever
 from core.knowledge.settings import KnowledgeSettings
-from core.knowledge.tool import best_answer, knowledge_search_tool
+from core.knowledge.tool import best_answer, search_knowledge
 
 __all__ = ["Document", "KnowledgeSettings", "LexicalRetriever", "Passage", "Retriever", "SyncReport", "best_answer",
-           "build_retriever", "clients_dir", "knowledge_dir", "knowledge_search_tool", "load_documents",
+           "build_retriever", "clients_dir", "knowledge_dir", "load_documents", "search_knowledge",
            "split_passages"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -34,6 +36,13 @@ class KnowledgeSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.strip().rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _pinecone_pair(self) -> Self:
+        if (self.pinecone_api_key is None) != (self.pinecone_index_host is None):
+            missing = "PINECONE_INDEX_HOST" if self.pinecone_index_host is None else "PINECONE_API_KEY"
+            raise ValueError(f"{missing} must be set too: Pinecone needs both PINECONE_API_KEY and PINECONE_INDEX_HOST")
+        return self
 
     @property
     def uses_pinecone(self) -> bool:

@@ -1,9 +1,9 @@
-"""Knowledge search for the model (a tool) and for the offline responder (the best passage, if good enough)."""
+"""Knowledge search for the model (a tool any client may list) and for the offline responder."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from core.knowledge.base import Passage, Retriever
 from core.llm.tools import ToolContext, ToolError
@@ -14,26 +14,21 @@ NOTHING_FOUND = ("Nothing in the knowledge base matches this query. Do not make 
                  "have that information and offer that a person will answer.")
 
 
-def knowledge_search_tool(retriever: Retriever, *, top_k: int = 3,
-                          min_score: float = 0.0) -> Callable[..., Awaitable[str]]:
-    """A tool function (for `ClientSpec.tools`) searching the knowledge of the client of the turn."""
+async def search_knowledge(query: str, *, ctx: ToolContext) -> str:
+    """Search this business's knowledge base (products, prices, shipping, payment, hours, policies, FAQs).
 
-    async def search_knowledge(query: str, *, ctx: ToolContext) -> str:
-        """Search this business's knowledge base (products, prices, shipping, payment, hours, policies, FAQs).
-
-        Use it before answering any question about the business; answer only from the passages it returns.
-        Write `query` as a short search phrase in the user's language, with the key words of the question.
-        """
-        try:
-            passages = await retriever.search(ctx.client, query, top_k)
-        except Exception as error:
-            log.exception("knowledge.search_failed", extra={"client": ctx.client, "backend": retriever.name})
-            raise ToolError("the knowledge base cannot be searched right now; say so and offer that a person "
-                            "will answer") from error
-        found = [passage for passage in passages if passage.score >= min_score]
-        return format_passages(found) if found else NOTHING_FOUND
-
-    return search_knowledge
+    Use it before answering any question about the business; answer only from the passages it returns.
+    Write `query` as a short search phrase in the user's language, with the key words of the question.
+    """
+    try:
+        passages = await ctx.search_knowledge(query)
+    except ToolError:
+        raise
+    except Exception as error:
+        log.exception("knowledge.search_failed", extra={"client": ctx.client, "conversation": ctx.conversation_id})
+        raise ToolError("the knowledge base cannot be searched right now; say so and offer that a person "
+                        "will answer") from error
+    return format_passages(passages) if passages else NOTHING_FOUND
 
 
 def format_passages(passages: Sequence[Passage]) -> str:

@@ -12,9 +12,11 @@ from openai import AsyncOpenAI
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from core.clients import Client
+from core.knowledge.base import Retriever
+from core.knowledge.tool import best_answer
 from core.llm.history import chat_messages
 from core.llm.instructions import ClassifiedPrompts
-from core.llm.tools import ToolContext
+from core.llm.tools import ToolContext, Toolbox
 from core.storage.records import Conversation, NewMessage, StoredMessage
 
 log = logging.getLogger("core.llm")
@@ -45,6 +47,7 @@ class TurnResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     category: str | None = None
+    handovers: list[str] = field(default_factory=list)  # tools asked for a person, with these reasons
 
 
 class Agent(Protocol):
@@ -53,10 +56,20 @@ class Agent(Protocol):
 
 
 class OfflineResponder:
-    """Used when no OPENAI_API_KEY is set: answers with the client's offline message."""
+    """Used when no OPENAI_API_KEY is set: the best knowledge passage when one matches well, else the offline message."""
+
+    def __init__(self, retriever: Retriever | None = None) -> None:
+        self._retriever = retriever
 
     async def run(self, turn: Turn) -> TurnResult:
-        log.info("llm.offline_reply", extra={"client": turn.client.name, "conversation": turn.conversation.id})
+        fields = {"client": turn.client.name, "conversation": turn.conversation.id}
+        question = "\n".join(message.text or "" for message in turn.batch)
+        if self._retriever is not None and question.strip():
+            answer = await best_answer(self._retriever, turn.client.name, question)
+            if answer:
+                log.info("llm.offline_knowledge_reply", extra=fields)
+                return TurnResult(reply=answer)
+        log.info("llm.offline_reply", extra=fields)
         return TurnResult(reply=turn.client.offline_message)
 
 
@@ -79,11 +92,13 @@ class _Usage:
 class OpenAIAgent:
     """Chat Completions with the client's instructions and tools, looping over tool calls up to a bound."""
 
-    def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: LLMRetry) -> None:
+    def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: LLMRetry,
+                 toolbox: Toolbox | None = None) -> None:
         self._openai = client
         self._max_tool_rounds = max_tool_rounds
         self._history_budget = history_budget
         self._retry = retry
+        self._toolbox = toolbox
 
     async def run(self, turn: Turn) -> TurnResult:
         client = turn.client
@@ -99,7 +114,8 @@ class OpenAIAgent:
         tools = client.tools(category)
         schemas = tools.openai_schemas()
         context = ToolContext(client=client.name, conversation_id=turn.conversation.id,
-                              user_key=turn.conversation.user_key, settings=client.settings, now=turn.now)
+                              user_key=turn.conversation.user_key, settings=client.settings, now=turn.now,
+                              contact_name=turn.conversation.contact_name, toolbox=self._toolbox)
         steps: list[NewMessage] = []
         for round_number in range(self._max_tool_rounds + 1):
             options: dict[str, Any] = {}
@@ -111,7 +127,8 @@ class OpenAIAgent:
             calls = [call for call in answer.tool_calls or [] if call.type == "function"]
             if not calls or round_number == self._max_tool_rounds:
                 return TurnResult(reply=(answer.content or "").strip(), steps=steps, prompt_tokens=usage.prompt,
-                                  completion_tokens=usage.completion, category=category)
+                                  completion_tokens=usage.completion, category=category,
+                                  handovers=list(context.handovers))
             records = [{"id": call.id, "type": "function",
                         "function": {"name": call.function.name, "arguments": call.function.arguments}}
                        for call in calls]

@@ -5,24 +5,69 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
 from pydantic import BaseModel, ValidationError, create_model
+
+if TYPE_CHECKING:
+    from core.knowledge.base import Passage
 
 CONTEXT_PARAMETER = "ctx"
 
 
+class Toolbox(Protocol):
+    """What tools may use of the running service (knowledge, staff email, the client's data)."""
+
+    async def search_knowledge(self, client: str, query: str) -> list[Passage]: ...
+
+    def notify_staff(self, client: str, settings: Any, subject: str, body: str) -> bool: ...
+
+    async def get_document(self, client: str, key: str) -> Any | None: ...
+
+    async def put_document(self, client: str, key: str, data: Any) -> None: ...
+
+    async def add_record(self, client: str, kind: str, data: dict[str, Any], conversation_id: int | None) -> int: ...
+
+
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may know about the turn it runs in; passed as the keyword-only `ctx` argument."""
+    """What a tool may know and use in the turn it runs in; passed as the keyword-only `ctx` argument."""
 
     client: str
     conversation_id: int
     user_key: str
     settings: Any  # the client's own settings object (a ClientSettings subclass)
     now: datetime
+    contact_name: str | None = None
+    toolbox: Toolbox | None = None
+    handovers: list[str] = field(default_factory=list)
+
+    def hand_over(self, reason: str) -> None:
+        """Ask for a person: after this turn's reply is sent, the conversation goes to `human` mode and staff hear."""
+        self.handovers.append(reason)
+
+    def _tools(self) -> Toolbox:
+        if self.toolbox is None:
+            raise ToolError("this service is not available in this context")
+        return self.toolbox
+
+    async def search_knowledge(self, query: str) -> list[Passage]:
+        return await self._tools().search_knowledge(self.client, query)
+
+    def notify_staff(self, subject: str, body: str) -> bool:
+        """Email the client's staff (its SMTP_TO); False when the client has no SMTP configured."""
+        return self._tools().notify_staff(self.client, self.settings, subject, body)
+
+    async def get_document(self, key: str) -> Any | None:
+        return await self._tools().get_document(self.client, key)
+
+    async def put_document(self, key: str, data: Any) -> None:
+        await self._tools().put_document(self.client, key, data)
+
+    async def add_record(self, kind: str, data: dict[str, Any]) -> int:
+        return await self._tools().add_record(self.client, kind, data, self.conversation_id)
 
 
 class ToolError(Exception):

@@ -77,6 +77,19 @@ class Store(Protocol):
     async def release_idle_takeovers(self, client: str, idle_since: datetime) -> int:
         """Give back to the bot the client's conversations with no operator action since `idle_since`."""
 
+    async def get_document(self, client: str, key: str) -> Any | None:
+        """A client's JSON document stored under `key`, or None."""
+
+    async def put_document(self, client: str, key: str, data: Any, now: datetime) -> None:
+        """Store (replace) a client's JSON document under `key`."""
+
+    async def add_record(self, client: str, kind: str, data: dict[str, Any], conversation_id: int | None,
+                         now: datetime) -> int:
+        """Append a record of `kind` (e.g. a lead) for a client; returns its id."""
+
+    async def list_records(self, client: str, kind: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        """A client's records of `kind`, oldest first, each with its id, conversation and time."""
+
     async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]: ...
 
     async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None: ...

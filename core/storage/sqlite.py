@@ -362,6 +362,39 @@ class SQLiteStore:
 
         return await self._write(write)
 
+    async def get_document(self, client: str, key: str) -> Any | None:
+        def read(db: sqlite3.Connection) -> Any | None:
+            row = db.execute("SELECT data FROM client_documents WHERE client = ? AND key = ?", (client, key)).fetchone()
+            return json.loads(row["data"]) if row else None
+
+        return await self._run(read)
+
+    async def put_document(self, client: str, key: str, data: Any, now: datetime) -> None:
+        await self._write(lambda db: db.execute(
+            """INSERT INTO client_documents (client, key, data, updated_at) VALUES (?, ?, ?, ?)
+               ON CONFLICT (client, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at""",
+            (client, key, _json(data), _iso(now))))
+
+    async def add_record(self, client: str, kind: str, data: dict[str, Any], conversation_id: int | None,
+                         now: datetime) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO client_records (client, kind, conversation_id, data, created_at) VALUES (?, ?, ?, ?, ?)",
+                (client, kind, conversation_id, _json(data), _iso(now)))
+            return int(cursor.lastrowid or 0)
+
+        return await self._write(write)
+
+    async def list_records(self, client: str, kind: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = db.execute(
+                "SELECT * FROM client_records WHERE client = ? AND kind = ? ORDER BY id LIMIT ? OFFSET ?",
+                (client, kind, limit, offset)).fetchall()
+            return [{"id": row["id"], "conversation_id": row["conversation_id"], "created_at": row["created_at"],
+                     "data": json.loads(row["data"])} for row in rows]
+
+        return await self._run(read)
+
     async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]:
         def read(db: sqlite3.Connection) -> list[Conversation]:
             rows = db.execute(

@@ -62,3 +62,23 @@ CREATE TABLE IF NOT EXISTS message_statuses (
     recorded_at  TEXT NOT NULL,
     PRIMARY KEY (client, wamid, status)
 );
+
+-- A client's own data, for its tools and extra endpoints: one JSON document per key (e.g. a course catalogue) ...
+CREATE TABLE IF NOT EXISTS client_documents (
+    client      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    data        TEXT NOT NULL,                        -- JSON
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (client, key)
+);
+
+-- ... and records its tools collect (e.g. leads), kept in order.
+CREATE TABLE IF NOT EXISTS client_records (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    client           TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,                -- e.g. "lead"
+    conversation_id  INTEGER REFERENCES conversations (id),
+    data             TEXT    NOT NULL,                -- JSON
+    created_at       TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS client_records_kind ON client_records (client, kind, id);

@@ -10,15 +10,26 @@ import pytest
 
 from core.knowledge.base import Document, Passage, SyncReport
 from core.knowledge.lexical import LexicalRetriever
-from core.knowledge.tool import NOTHING_FOUND, best_answer, knowledge_search_tool
+from core.knowledge.tool import NOTHING_FOUND, best_answer, search_knowledge
 from core.llm.tools import Tool, ToolContext, ToolSet
 
 pytestmark = pytest.mark.anyio
 
 
-def context(client: str) -> ToolContext:
+class KnowledgeOnly:
+    """The knowledge part of the service's toolbox, over one retriever."""
+
+    def __init__(self, retriever, top_k: int = 3) -> None:
+        self._retriever = retriever
+        self._top_k = top_k
+
+    async def search_knowledge(self, client: str, query: str) -> list[Passage]:
+        return await self._retriever.search(client, query, self._top_k)
+
+
+def context(client: str, retriever, top_k: int = 3) -> ToolContext:
     return ToolContext(client=client, conversation_id=1, user_key="5491155550001", settings=None,
-                       now=datetime(2026, 11, 22, 12, tzinfo=UTC))
+                       now=datetime(2026, 11, 22, 12, tzinfo=UTC), toolbox=KnowledgeOnly(retriever, top_k))
 
 
 class BrokenRetriever:
@@ -37,32 +48,32 @@ class BrokenRetriever:
 
 class TestKnowledgeSearchTool:
     def test_the_model_sees_one_string_argument_and_a_description(self, clients_root: Path):
-        tool = Tool.from_function(knowledge_search_tool(LexicalRetriever(clients_root)))
+        tool = Tool.from_function(search_knowledge)
         function = tool.openai_schema()["function"]
         assert function["name"] == "search_knowledge"
         assert function["parameters"]["properties"] == {"query": {"type": "string"}}
         assert function["parameters"]["required"] == ["query"]
         assert "knowledge base" in function["description"]
-        assert ToolSet([knowledge_search_tool(LexicalRetriever(clients_root))])  # a client can list it
+        assert ToolSet([search_knowledge])  # a client can list it
 
     async def test_it_returns_the_passages_of_the_turn_client(self, clients_root: Path):
-        tool = Tool.from_function(knowledge_search_tool(LexicalRetriever(clients_root), top_k=2))
-        text = await tool.call('{"query": "¿Cuáles son los HORARIOS?"}', context("acme"))
+        tool = Tool.from_function(search_knowledge)
+        text = await tool.call('{"query": "¿Cuáles son los HORARIOS?"}', context("acme", LexicalRetriever(clients_root), 2))
         assert text.startswith("[1] Horarios y local > Horarios de atención (horarios.md)\nAtendemos de lunes")
         assert "[2]" in text and "[3]" not in text
 
     async def test_another_client_does_not_see_them(self, clients_root: Path):
-        tool = Tool.from_function(knowledge_search_tool(LexicalRetriever(clients_root)))
-        assert await tool.call('{"query": "horarios"}', context("beta")) == NOTHING_FOUND
+        tool = Tool.from_function(search_knowledge)
+        assert await tool.call('{"query": "horarios"}', context("beta", LexicalRetriever(clients_root))) == NOTHING_FOUND
 
     async def test_nothing_found_says_so(self, clients_root: Path):
-        tool = Tool.from_function(knowledge_search_tool(LexicalRetriever(clients_root)))
-        assert await tool.call('{"query": "bicicletas"}', context("acme")) == NOTHING_FOUND
+        tool = Tool.from_function(search_knowledge)
+        assert await tool.call('{"query": "bicicletas"}', context("acme", LexicalRetriever(clients_root))) == NOTHING_FOUND
 
     async def test_a_failing_backend_is_told_to_the_model_and_logged(self, caplog: pytest.LogCaptureFixture):
-        tool = Tool.from_function(knowledge_search_tool(BrokenRetriever()))
+        tool = Tool.from_function(search_knowledge)
         with caplog.at_level(logging.ERROR, logger="core.knowledge"):
-            text = await tool.call('{"query": "horarios"}', context("acme"))
+            text = await tool.call('{"query": "horarios"}', context("acme", BrokenRetriever()))
         assert text.startswith("Error: the knowledge base cannot be searched right now")
         [record] = [r for r in caplog.records if r.getMessage() == "knowledge.search_failed"]
         assert record.client == "acme"
