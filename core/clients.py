@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -84,6 +84,9 @@ class ClientSpec:
     router: APIRouter | None = None
     offline_message: str = DEFAULT_OFFLINE_MESSAGE
     fallback_message: str = DEFAULT_FALLBACK_MESSAGE
+    # JSON files of the client's data seeded into the store under these keys when missing (e.g. a catalogue),
+    # then edited there (through the client's own endpoints).
+    seed_documents: Mapping[str, Path] = field(default_factory=dict)
 
     def toolsets(self) -> dict[str | None, ToolSet]:
         """The tools each category answers with (key None for a single prompt); the client's tools are in all."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, LLMRetry, OfflineResponder, OpenAIAgent
 from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
+from core.storage.records import utcnow
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
@@ -72,11 +74,21 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, Asy
     return agent, openai
 
 
+async def seed_documents(store: Store, registry: ClientRegistry) -> None:
+    """Put each client's seed documents in the store the first time; after that the store's copy is the truth."""
+    for client in registry:
+        for key, path in client.spec.seed_documents.items():
+            if await store.get_document(client.name, key) is None:
+                await store.put_document(client.name, key, json.loads(path.read_text(encoding="utf-8")), utcnow())
+                log.info("clients.document_seeded", extra={"client": client.name, "key": key, "file": path.name})
+
+
 @asynccontextmanager
 async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIterator[Services]:
     """Open the store and HTTP clients, run the scheduler, and close everything in reverse order."""
     store = open_store(settings)
     await store.open()
+    await seed_documents(store, registry)
     retriever = build_retriever(settings)
     async with EmailNotifier() as notifier, httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
         toolbox = ServiceToolbox(store, retriever, notifier, top_k=settings.knowledge_top_k)
