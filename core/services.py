@@ -18,11 +18,11 @@ from core.clients import ClientRegistry
 from core.config import Settings
 from core.conversation.media import MediaReader
 from core.knowledge.factory import build_retriever
-from core.conversation.outbox import Outbox, SendRetry
+from core.conversation.outbox import Outbox
 from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.scheduler import Scheduler
 from core.conversation.takeover import release_idle_takeovers
-from core.llm.agent import Agent, LLMRetry, OfflineResponder, OpenAIAgent
+from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
 from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
 from core.storage.records import utcnow
@@ -30,6 +30,7 @@ from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
 from core.notify.email import EmailNotifier
+from core.retry import RetryPolicy
 from core.toolbox import ServiceToolbox
 from core.whatsapp.sandbox import SandboxSender
 
@@ -66,9 +67,9 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, Asy
         timeout=settings.openai_timeout_seconds,
         max_retries=0,  # our retries (tenacity) own the backoff and the deadline
     )
-    retry = LLMRetry(attempts=settings.llm_retry_attempts, base_seconds=settings.llm_retry_base_seconds,
-                     max_wait_seconds=max(settings.llm_retry_base_seconds, 20.0),
-                     deadline_seconds=settings.llm_deadline_seconds)
+    retry = RetryPolicy(attempts=settings.llm_retry_attempts, base_seconds=settings.llm_retry_base_seconds,
+                        max_wait_seconds=max(settings.llm_retry_base_seconds, 20.0),
+                        deadline_seconds=settings.llm_deadline_seconds)
     agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds,
                         history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox)
     return agent, openai
@@ -96,8 +97,9 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
                       pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
-        outbox = Outbox(store, pacer, SendRetry(attempts=settings.whatsapp_retry_attempts,
-                                                base_seconds=settings.whatsapp_retry_base_seconds))
+        outbox = Outbox(store, pacer, RetryPolicy(attempts=settings.whatsapp_retry_attempts,
+                                                  base_seconds=settings.whatsapp_retry_base_seconds,
+                                                  max_wait_seconds=30.0, deadline_seconds=90.0))
         transcriber = OpenAITranscriber(openai, settings.openai_transcription_model) if openai else None
         media = MediaReader(store, transcriber, settings.media_max_bytes)
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from core.clients import Client
 from core.conversation.window import is_within_window
+from core.retry import RetryPolicy
 from core.storage.base import Store
 from core.storage.records import Conversation, StoredMessage, utcnow
 from core.whatsapp.client import WhatsAppSender
@@ -21,20 +19,10 @@ OUTSIDE_WINDOW = 131047
 TOKEN_INVALID = 190
 
 
-@dataclass(frozen=True)
-class SendRetry:
-    """How transient Graph errors (rate limits, 5xx, network) are retried."""
-
-    attempts: int = 5
-    base_seconds: float = 1.0
-    max_wait_seconds: float = 30.0
-    deadline_seconds: float = 90.0
-
-
 class Outbox:
     """Sends a conversation's stored outbound messages in order and records each outcome."""
 
-    def __init__(self, store: Store, pacer: Pacer, retry: SendRetry) -> None:
+    def __init__(self, store: Store, pacer: Pacer, retry: RetryPolicy) -> None:
         self._store = store
         self._pacer = pacer
         self._retry = retry
@@ -63,13 +51,7 @@ class Outbox:
         return True
 
     async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation, text: str) -> str:
-        retry = self._retry
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda error: isinstance(error, WhatsAppError) and error.is_transient),
-            wait=wait_random_exponential(multiplier=retry.base_seconds, max=retry.max_wait_seconds),
-            stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_seconds),
-            reraise=True,
-        ):
+        async for attempt in self._retry.retrying(lambda error: isinstance(error, WhatsAppError) and error.is_transient):
             with attempt:
                 await self._pacer.wait(conversation.phone_number_id, conversation.user_key)
                 if attempt.retry_state.attempt_number > 1:

@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 import openai
 from openai import AsyncOpenAI
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from core.clients import Client
 from core.knowledge.base import Retriever
@@ -17,6 +16,7 @@ from core.knowledge.tool import best_answer
 from core.llm.history import chat_messages
 from core.llm.instructions import ClassifiedPrompts
 from core.llm.tools import ToolContext, Toolbox
+from core.retry import RetryPolicy
 from core.storage.records import Conversation, NewMessage, StoredMessage
 
 log = logging.getLogger("core.llm")
@@ -73,16 +73,6 @@ class OfflineResponder:
         return TurnResult(reply=turn.client.offline_message)
 
 
-@dataclass(frozen=True)
-class LLMRetry:
-    """Retries of one model call on transient failures, with exponential backoff and jitter."""
-
-    attempts: int = 4
-    base_seconds: float = 1.0
-    max_wait_seconds: float = 20.0
-    deadline_seconds: float = 120.0
-
-
 @dataclass
 class _Usage:
     prompt: int = 0
@@ -92,7 +82,7 @@ class _Usage:
 class OpenAIAgent:
     """Chat Completions with the client's instructions and tools, looping over tool calls up to a bound."""
 
-    def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: LLMRetry,
+    def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: RetryPolicy,
                  toolbox: Toolbox | None = None) -> None:
         self._openai = client
         self._max_tool_rounds = max_tool_rounds
@@ -145,13 +135,7 @@ class OpenAIAgent:
 
     async def _complete(self, turn: Turn, usage: _Usage, **request: Any) -> Any:
         """One model call, retried on transient failures within the deadline."""
-        retry = self._retry
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TRANSIENT),
-            wait=wait_random_exponential(multiplier=retry.base_seconds, max=retry.max_wait_seconds),
-            stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_seconds),
-            reraise=True,
-        ):
+        async for attempt in self._retry.retrying(lambda error: isinstance(error, TRANSIENT)):
             with attempt:
                 number = attempt.retry_state.attempt_number
                 if number > 1:
