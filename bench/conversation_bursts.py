@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python -m bench.conversation_bursts [--conversations 200] [--messages 3] [--model-latency 0.8]
 
-The server runs as a real uvicorn process on a fresh SQLite file; the Graph API and OpenAI stand-ins run in
+The server runs as a real uvicorn process on a fresh SQLite file, answering as the emprendemy client (single
+prompt: one model call per turn); the Graph API and OpenAI stand-ins run in
 this process on 127.0.0.1 (the model answers after --model-latency seconds). Reported:
 - model calls per burst and replies per burst (goal: exactly 1.0), messages lost (goal: 0);
 - overhead: time from a burst's last message to its reply, minus the debounce and the model latency,
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import DEMO
+from tests.conftest import EMPRENDEMY
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import serve
@@ -44,8 +45,8 @@ async def send_burst(http: httpx.AsyncClient, url: str, user: str, count: int, g
     now = int(time.time())
     last = 0.0
     for n in range(count):
-        raw, headers = signed(text_delivery(DEMO.waba_id, DEMO.phone_number_id, user, f"mensaje {n}", timestamp=now + n),
-                              DEMO.secret)
+        raw, headers = signed(text_delivery(EMPRENDEMY.waba_id, EMPRENDEMY.phone_number_id, user, f"mensaje {n}", timestamp=now + n),
+                              EMPRENDEMY.secret)
         start = time.monotonic()
         response = await http.post(url + "/webhook", content=raw, headers=headers)
         response.raise_for_status()
@@ -63,7 +64,7 @@ async def baseline(graph_url: str, llm_url: str, rounds: int = 20) -> float:
         for _ in range(rounds):
             start = time.monotonic()
             await http.post(llm_url + "/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
-            await http.post(f"{graph_url}/{DEMO.phone_number_id}/messages",
+            await http.post(f"{graph_url}/{EMPRENDEMY.phone_number_id}/messages",
                             json={"type": "text", "to": "1", "text": {"body": "x"}})
             times.append(time.monotonic() - start)
     return statistics.median(times)
@@ -77,7 +78,7 @@ async def run(args: argparse.Namespace) -> None:
         graph.calls.clear()
         llm.requests.clear()
         llm.latency_seconds = args.model_latency
-        env = {**DEMO.env(), "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "OPENAI_API_KEY": "sk-bench",
+        env = {**EMPRENDEMY.env(), "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "OPENAI_API_KEY": "sk-bench",
                "OPENAI_BASE_URL": llm_url, "WHATSAPP_API_BASE_URL": graph_url, "DEBOUNCE_SECONDS": str(args.debounce),
                "DEBOUNCE_MAX_SECONDS": str(args.debounce * 4), "SCHEDULER_CONCURRENCY": str(args.concurrency),
                "CLIENT_CONCURRENCY": str(args.concurrency), "LOG_LEVEL": "WARNING"}
@@ -96,11 +97,11 @@ async def run(args: argparse.Namespace) -> None:
             time.sleep(args.model_latency + args.debounce * 2)
             async with httpx.AsyncClient(timeout=30) as http:
                 stored = 0
-                auth = {"Authorization": f"Bearer {DEMO.api_key}"}
-                conversations = (await http.get(f"{server.url}/api/v1/demo/conversations?limit=500", headers=auth)).json()
+                auth = {"Authorization": f"Bearer {EMPRENDEMY.api_key}"}
+                api = f"{server.url}/api/v1/{EMPRENDEMY.name}/conversations"
+                conversations = (await http.get(f"{api}?limit=500", headers=auth)).json()
                 for conversation in conversations:
-                    messages = (await http.get(f"{server.url}/api/v1/demo/conversations/{conversation['id']}/messages",
-                                               headers=auth)).json()
+                    messages = (await http.get(f"{api}/{conversation['id']}/messages", headers=auth)).json()
                     stored += sum(1 for m in messages if m["direction"] == "in")
 
     texts = graph.texts()

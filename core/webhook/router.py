@@ -125,7 +125,7 @@ def _route(services: Services, events: list[Event]) -> list[tuple[Event, Client 
 
 async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]) -> int:
     stored = 0
-    nudge = False
+    earliest_due = None
     for event, client in routed:
         if client is None:
             continue
@@ -133,7 +133,8 @@ async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]
         if isinstance(event, InboundMessage):
             result = await services.store.record_inbound(client.name, event, client.debounce, utcnow())
             stored += result.is_new
-            nudge = nudge or result.is_new
+            if result.is_new and result.due_at is not None:
+                earliest_due = min(earliest_due or result.due_at, result.due_at)
             log.info("webhook.message" if result.is_new else "webhook.duplicate",
                      extra={**fields, "conversation": result.conversation_id, "wamid": event.wamid, "type": event.type})
         elif isinstance(event, StatusUpdate):
@@ -144,6 +145,6 @@ async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]
             log.info("webhook.other_change", extra={**fields, "field": event.field})
         elif isinstance(event, Malformed):
             log.warning("webhook.malformed", extra={**fields, "field": event.field, "detail": event.detail})
-    if nudge:
-        services.scheduler.nudge()
+    if earliest_due is not None:
+        services.scheduler.nudge(earliest_due)
     return stored
