@@ -383,3 +383,11 @@ class TestRouting:
         assert response.status_code == 200
         assert response.json()["stored"] == 1
         assert [c["user_key"] for c in conversations(live_app, DEMO)] == ["5491155550804"]
+
+
+class TestPathologicalBodies:
+    def test_json_nested_deeper_than_the_parser_allows_is_400_not_500(self, live_app):
+        body = b"[" * 100_000 + b"]" * 100_000  # 200 KB, under the body limit
+        response = live_app.post_webhook(body, DEMO.secret)
+        assert response.status_code == 400
+        assert response.json() == {"detail": "body is not JSON"}

@@ -66,7 +66,7 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
             return _problem(401, reason)
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
         return _problem(400, "body is not JSON")
     if not isinstance(document, dict):
         return _problem(400, "body is not a JSON object")
@@ -88,6 +88,10 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
     except StoreUnavailable:
         log.exception("webhook.store_unavailable")
         return _problem(503, "storage unavailable; the delivery was not recorded, retry later")
+    except Exception:
+        # Never a 500: Meta retries a 503, and what was stored before the failure is deduplicated on wamid.
+        log.exception("webhook.failed", extra={"events": len(routed)})
+        return _problem(503, "the delivery could not be recorded; retry later")
     return JSONResponse({"status": "ok", "stored": stored})
 
 
