@@ -53,7 +53,7 @@ class ClientSettings(EmailSettings):
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
-    def _split_commas(cls, value: object) -> object:
+    def _split_id_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -69,7 +69,8 @@ class ClientSettings(EmailSettings):
     @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",
                      "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds", mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
+    def _blank_client_value_is_unset(cls, value: object) -> object:
+        # Named apart from EmailSettings' validators: a same-named one here would silently replace the parent's.
         return None if isinstance(value, str) and not value.strip() else value
 
 

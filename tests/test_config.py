@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.app import create_app
-from core.clients import build_client, discover
+from core.clients import build_client, discover, load_registry
 from core.config import Settings, load_settings
 from core.errors import ConfigError
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
@@ -308,3 +308,13 @@ class TestEnvExample:
         for name, value in env_example().items():
             if name.endswith(("_KEY", "_SECRET", "_TOKEN", "_PASSWORD")):
                 assert value == "", f"{name} must be blank in .env.example"
+
+
+class TestStaffEmailSettings:
+    def test_every_client_reads_its_smtp_recipients_as_a_list(self, monkeypatch, tmp_path):
+        set_env(monkeypatch, EMPRENDEMY_SMTP_HOST="smtp.example.com", EMPRENDEMY_SMTP_FROM="bot@example.com",
+                EMPRENDEMY_SMTP_TO="ventas@example.com, dueño@example.com")
+        settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'x.db'}")
+        registry = load_registry(discover(settings.clients_package), settings, None)
+        smtp = registry.get("emprendemy").settings.smtp_config()
+        assert smtp.recipients == ("ventas@example.com", "dueño@example.com")

@@ -377,19 +377,20 @@ def test_token_usage_is_stored_per_call_and_summed_per_conversation(start_app, g
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "¿abren?"), DEMO.secret)
     wait_for(lambda: settled(app, DEMO, wa_id), what="the first turn")
 
+    # demo's instructions are classified: the classifier call's tokens (11/7) go on the reply with the final call's.
     usage = [(m["direction"], m["role"], m["prompt_tokens"], m["completion_tokens"]) for m in messages_of(app, DEMO, wa_id)]
     assert usage == [("in", "user", 0, 0), ("internal", "assistant", 11, 7), ("internal", "tool", 0, 0),
-                     ("out", "assistant", 11, 7)]
+                     ("out", "assistant", 22, 14)]
     conversation = conversation_of(app, DEMO, wa_id)
-    assert (conversation["prompt_tokens"], conversation["completion_tokens"]) == (22, 14)
+    assert (conversation["prompt_tokens"], conversation["completion_tokens"]) == (33, 21)
 
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "gracias"), DEMO.secret)
     wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and settled(app, DEMO, wa_id), what="the second turn")
     messages = messages_of(app, DEMO, wa_id)
-    assert (messages[-1]["prompt_tokens"], messages[-1]["completion_tokens"]) == (11, 7)
+    assert (messages[-1]["prompt_tokens"], messages[-1]["completion_tokens"]) == (22, 14)
     conversation = conversation_of(app, DEMO, wa_id)
-    assert conversation["prompt_tokens"] == sum(m["prompt_tokens"] for m in messages) == 33
-    assert conversation["completion_tokens"] == sum(m["completion_tokens"] for m in messages) == 21
+    assert conversation["prompt_tokens"] == sum(m["prompt_tokens"] for m in messages) == 55
+    assert conversation["completion_tokens"] == sum(m["completion_tokens"] for m in messages) == 35
 
 
 # ---------------------------------------------------------------- 10. per-client debounce
@@ -476,6 +477,7 @@ def test_classified_instructions_answer_with_the_chosen_categorys_prompt_and_too
                     whatsapp_api_base_url=graph.url, openai_model="answer-model",
                     openai_classifier_model="classifier-model", whatsapp_pair_interval_seconds=0.02)
     wa_id = "5491155551017"
+    llm.category = None  # script the classifier call like any other
     llm.script(Reply(content="soporte"), Reply(content="Ya reviso tu pedido."))
     app.post_webhook(text_delivery(SHOP.waba_id, SHOP.phone_number_id, wa_id, "mi pedido 42 no llegó"), SHOP.secret)
     wait_for(lambda: settled(app, SHOP, wa_id), what="the first turn")
@@ -500,6 +502,7 @@ def test_classified_instructions_answer_with_the_chosen_categorys_prompt_and_too
     assert reply["category"] == "soporte"
 
     # A classifier answer naming no category falls back to the default one.
+    llm.category = None  # script the classifier call like any other
     llm.script(Reply(content="no sé, quizás algo de otra cosa"), Reply(content="¿Qué te gustaría comprar?"))
     app.post_webhook(text_delivery(SHOP.waba_id, SHOP.phone_number_id, wa_id, "hola otra vez"), SHOP.secret)
     wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and settled(app, SHOP, wa_id), what="the second turn")

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from clients.demo.prompts import FALLBACK_MESSAGE
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI, Reply
@@ -59,7 +60,7 @@ def test_a_model_down_for_good_yields_the_fallback_once_and_the_flag(start_app, 
         [reply] = wait_for(graph.texts, what="the fallback message")
         [conversation] = wait_for(lambda: [c for c in app.api(DEMO, "/conversations").json() if c["due_at"] is None],
                                   what="the turn to end")
-    assert reply.text.startswith("Sorry, we cannot answer right now")
+    assert reply.text == FALLBACK_MESSAGE
     assert len(llm.requests) == 3
     assert conversation["needs_attention"] is True
     assert "model could not answer" in conversation["attention_reason"]

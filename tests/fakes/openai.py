@@ -37,11 +37,25 @@ def echo(body: dict[str, Any]) -> Reply:
     return Reply(content="echo: " + " | ".join(users))
 
 
+CLASSIFIER_PROMPT_START = "Classify the user's latest messages"
+
+
+def is_classifier_request(body: dict[str, Any]) -> bool:
+    first = body["messages"][0] if body.get("messages") else {}
+    return first.get("role") == "system" and str(first.get("content", "")).startswith(CLASSIFIER_PROMPT_START)
+
+
 class FakeOpenAI:
-    """Starlette app serving POST /v1/chat/completions."""
+    """Starlette app serving POST /v1/chat/completions (and audio transcriptions).
+
+    Classifier calls (clients with classified instructions) are answered by `category` and recorded in
+    `classifier_requests`, apart from the answering calls in `requests` and the script; set `category` to None
+    to script and inspect classifier calls like any other."""
 
     def __init__(self, respond: Callable[[dict[str, Any]], Reply] = echo) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.classifier_requests: list[dict[str, Any]] = []
+        self.category: str | None = ""  # "" answers nothing usable: the client's default category
         self.auth: list[str] = []
         self.respond = respond
         self.transcript = "hola, quería consultar por un curso"
@@ -71,6 +85,9 @@ class FakeOpenAI:
 
     async def _completions(self, request: Request) -> JSONResponse:
         body = await request.json()
+        if self.category is not None and is_classifier_request(body):
+            self.classifier_requests.append(body)
+            return self._completion(body, Reply(content=self.category))
         with self._lock:
             self.requests.append(body)
             self.auth.append(request.headers.get("authorization", ""))
@@ -82,6 +99,9 @@ class FakeOpenAI:
         reply = reply or self.respond(body)
         if reply.status != 200:
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=reply.status)
+        return self._completion(body, reply)
+
+    def _completion(self, body: dict[str, Any], reply: Reply) -> JSONResponse:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.tool_calls:
             message["tool_calls"] = [
