@@ -23,13 +23,13 @@ class ServiceToolbox:
     async def search_knowledge(self, client: str, query: str) -> list[Passage]:
         return await self.retriever.search(client, query, self._top_k)
 
-    def notify_staff(self, client: str, settings: Any, subject: str, body: str) -> bool:
+    def notify_staff(self, client: str, settings: Any, subject: str, body: str, reply_to: str | None = None) -> bool:
         smtp = settings.smtp_config()
         if smtp is None:
             log.warning("notify.no_smtp", extra={"client": client, "subject": subject,
                                                  "detail": f"set {client.upper()}_SMTP_HOST and _SMTP_TO to email staff"})
             return False
-        return self._notifier.notify(client, smtp, subject, body)
+        return self._notifier.notify(client, smtp, subject, body, reply_to=reply_to)
 
     async def get_document(self, client: str, key: str) -> Any | None:
         return await self._store.get_document(client, key)

@@ -145,7 +145,7 @@ async def register_lead(name: str, email: str, course: str, *, ctx: ToolContext)
         f"Conversación: {ctx.conversation_id} (GET /api/v1/{ctx.client}/conversations/{ctx.conversation_id}/messages)",
         f"Lead n.º {number}",
     ])
-    ctx.notify_staff(f"Nuevo lead: {cleaned_name} - {chosen.name}", body)
+    ctx.notify_staff(f"Nuevo lead: {cleaned_name} - {chosen.name}", body, reply_to=cleaned_email)
     log.info("emprendemy.lead_registered", extra={"client": ctx.client, "conversation": ctx.conversation_id,
                                                    "lead": number, "course": chosen.id})
     return (f"Listo: {cleaned_name} ({cleaned_email}) quedó registrado como interesado en «{chosen.name}» "

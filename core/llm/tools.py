@@ -22,7 +22,7 @@ class Toolbox(Protocol):
 
     async def search_knowledge(self, client: str, query: str) -> list[Passage]: ...
 
-    def notify_staff(self, client: str, settings: Any, subject: str, body: str) -> bool: ...
+    def notify_staff(self, client: str, settings: Any, subject: str, body: str, reply_to: str | None = None) -> bool: ...
 
     async def get_document(self, client: str, key: str) -> Any | None: ...
 
@@ -56,9 +56,9 @@ class ToolContext:
     async def search_knowledge(self, query: str) -> list[Passage]:
         return await self._tools().search_knowledge(self.client, query)
 
-    def notify_staff(self, subject: str, body: str) -> bool:
-        """Email the client's staff (its SMTP_TO); False when the client has no SMTP configured."""
-        return self._tools().notify_staff(self.client, self.settings, subject, body)
+    def notify_staff(self, subject: str, body: str, reply_to: str | None = None) -> bool:
+        """Email the client's staff (its SMTP_TO), optionally with a Reply-To; False when no SMTP is configured."""
+        return self._tools().notify_staff(self.client, self.settings, subject, body, reply_to)
 
     async def get_document(self, key: str) -> Any | None:
         return await self._tools().get_document(self.client, key)

@@ -141,6 +141,7 @@ def test_a_lead_is_stored_and_emailed_to_staff(school: RunningApp, graph: FakeGr
     [email] = wait_for(lambda: smtp.mailbox.received, what="the staff email")
     assert (email.mail_from, email.rcpt_tos) == ("bot@emprendemy.test", [STAFF])
     assert email.message["Subject"] == "Nuevo lead: Ana Pérez - Finanzas para emprendedores"
+    assert email.message["Reply-To"] == "ana.perez@example.com"  # staff answer the lead directly
     body = email.message.get_content().splitlines()
     for line in ("Nombre: Ana Pérez", "Email: ana.perez@example.com",
                  "Curso: Finanzas para emprendedores (finanzas-para-emprender)",
