@@ -79,6 +79,24 @@ class RunningApp:
         headers = {"Authorization": f"Bearer {key or client.api_key}"}
         return self.http.get(f"{self.url}/api/v1/{client.name}{path}", headers=headers)
 
+    def conversation(self, client: TestClientIds, user_key: str) -> dict[str, Any] | None:
+        """The person's conversation with the client, read through the client's REST API."""
+        found = [c for c in self.api(client, "/conversations?limit=500").json() if c["user_key"] == user_key]
+        return found[0] if found else None
+
+    def messages(self, client: TestClientIds, user_key: str) -> list[dict[str, Any]]:
+        conversation = self.conversation(client, user_key)
+        return self.api(client, f"/conversations/{conversation['id']}/messages").json() if conversation else []
+
+    def settled(self, client: TestClientIds, user_key: str) -> bool:
+        """Nothing due, every inbound message handled, and no outbound message still pending."""
+        conversation = self.conversation(client, user_key)
+        if conversation is None or conversation["due_at"] is not None:
+            return False
+        messages = self.messages(client, user_key)
+        return all(m["processed_at"] for m in messages if m["direction"] == "in") and \
+            all(m["status"] != "pending" for m in messages if m["direction"] == "out")
+
 
 @pytest.fixture
 def tmp_db(tmp_path: Path) -> str:

@@ -10,13 +10,6 @@ from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import new_wamid, text_delivery, wait_for
 
 
-def settled(app: RunningApp, client, wa_id: str) -> bool:
-    """The user's conversation exists, nothing is due, and every inbound message is answered."""
-    conversations = [c for c in app.api(client, "/conversations").json() if c["user_key"] == wa_id]
-    if not conversations or conversations[0]["due_at"] is not None:
-        return False
-    messages = app.api(client, f"/conversations/{conversations[0]['id']}/messages").json()
-    return all(m["processed_at"] for m in messages)
 
 
 def test_burst_of_three_gets_one_reply_with_all_three_in_order(live_app: RunningApp, graph: FakeGraph, llm: FakeOpenAI):
@@ -26,7 +19,7 @@ def test_burst_of_three_gets_one_reply_with_all_three_in_order(live_app: Running
         assert live_app.post_webhook(delivery, DEMO.secret).status_code == 200
 
     replies = wait_for(graph.texts, what="a reply")
-    wait_for(lambda: settled(live_app, DEMO, "5491155550001"), what="the conversation to settle")
+    wait_for(lambda: live_app.settled(DEMO, "5491155550001"), what="the conversation to settle")
 
     assert len(replies) == 1
     reply = replies[0]
@@ -45,12 +38,12 @@ def test_redelivery_of_the_same_webhook_sends_no_second_reply(live_app: RunningA
     delivery = text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550002", "hola", wamid=new_wamid())
     assert live_app.post_webhook(delivery, DEMO.secret).json()["stored"] == 1
     wait_for(graph.texts, what="the first reply")
-    wait_for(lambda: settled(live_app, DEMO, "5491155550002"), what="the conversation to settle")
+    wait_for(lambda: live_app.settled(DEMO, "5491155550002"), what="the conversation to settle")
 
     again = live_app.post_webhook(delivery, DEMO.secret)
     assert again.status_code == 200
     assert again.json()["stored"] == 0
-    wait_for(lambda: settled(live_app, DEMO, "5491155550002"), what="the conversation to settle")
+    wait_for(lambda: live_app.settled(DEMO, "5491155550002"), what="the conversation to settle")
     assert len(graph.texts()) == 1
     assert len(llm.requests) == 1
 
@@ -71,7 +64,7 @@ def test_tool_call_round_trip(live_app: RunningApp, graph: FakeGraph, llm: FakeO
     assert llm.requests[0]["tools"][0]["function"]["name"] == "business_hours"
 
     # The next turn's history keeps the text that came with the tool call.
-    wait_for(lambda: settled(live_app, DEMO, "5491155550003"), what="the conversation to settle")
+    wait_for(lambda: live_app.settled(DEMO, "5491155550003"), what="the conversation to settle")
     live_app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550003", "gracias"), DEMO.secret)
     wait_for(lambda: len(graph.texts()) == 2, what="the second reply")
     third = llm.requests[2]["messages"]

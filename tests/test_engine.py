@@ -65,24 +65,10 @@ def both_clients(graph: FakeGraph, llm: FakeOpenAI, **overrides: Any) -> tuple[d
     return {**DEMO.env(), **EMPRENDEMY.env()}, settings
 
 
-def conversation_of(app: RunningApp, client: ClientIds, wa_id: str) -> dict | None:
-    found = [c for c in app.api(client, "/conversations").json() if c["user_key"] == wa_id]
-    return found[0] if found else None
 
 
-def messages_of(app: RunningApp, client: ClientIds, wa_id: str) -> list[dict]:
-    conversation = conversation_of(app, client, wa_id)
-    return app.api(client, f"/conversations/{conversation['id']}/messages").json() if conversation else []
 
 
-def settled(app: RunningApp, client: ClientIds, wa_id: str) -> bool:
-    """Nothing due, every inbound message handled, and no outbound message still pending."""
-    conversation = conversation_of(app, client, wa_id)
-    if conversation is None or conversation["due_at"] is not None:
-        return False
-    messages = messages_of(app, client, wa_id)
-    return all(m["processed_at"] for m in messages if m["direction"] == "in") and \
-        all(m["status"] != "pending" for m in messages if m["direction"] == "out")
 
 
 def user_contents(request: dict) -> list[Any]:
@@ -125,11 +111,11 @@ def test_five_messages_delivered_shuffled_reach_the_model_in_timestamp_order(sta
         assert app.post_webhook(delivery, DEMO.secret).status_code == 200
 
     wait_for(lambda: texts_to(graph, wa_id), what="the reply")
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     assert len(llm.requests) == 1
     assert user_contents(llm.requests[0]) == words
     assert texts_to(graph, wa_id) == ["echo: uno | dos | tres | cuatro | cinco"]
-    stored = [m["text"] for m in messages_of(app, DEMO, wa_id) if m["direction"] == "in"]
+    stored = [m["text"] for m in app.messages(DEMO, wa_id) if m["direction"] == "in"]
     assert stored == words
 
 
@@ -152,13 +138,13 @@ def test_a_message_arriving_while_the_first_is_answered_gets_its_own_answer_afte
         llm.gate.set()
 
     wait_for(lambda: len(texts_to(graph, wa_id)) == 2, what="two replies")
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     assert texts_to(graph, wa_id) == ["echo: primero", "echo: segundo"]
     assert len(llm.requests) == 2
     assert user_contents(llm.requests[0]) == ["primero"]
     second = [(m["role"], m["content"]) for m in llm.requests[1]["messages"][1:]]
     assert second == [("user", "primero"), ("assistant", "echo: primero"), ("user", "segundo")]
-    timeline = [(m["role"], m["text"]) for m in messages_of(app, DEMO, wa_id)]
+    timeline = [(m["role"], m["text"]) for m in app.messages(DEMO, wa_id)]
     assert timeline == [("user", "primero"), ("assistant", "echo: primero"), ("user", "segundo"),
                         ("assistant", "echo: segundo")]
 
@@ -174,11 +160,11 @@ def test_a_voice_note_becomes_its_transcript_in_the_models_input(start_app, grap
     assert app.post_webhook(delivery, DEMO.secret).status_code == 200
 
     wait_for(lambda: texts_to(graph, wa_id), what="the reply")
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     expected = f"[voice note] {llm.transcript}"
     assert user_contents(llm.requests[0]) == [expected]
     assert texts_to(graph, wa_id) == [f"echo: {expected}"]
-    [inbound] = [m for m in messages_of(app, DEMO, wa_id) if m["direction"] == "in"]
+    [inbound] = [m for m in app.messages(DEMO, wa_id) if m["direction"] == "in"]
     assert inbound["text"] == expected
     assert graph.media_downloads == ["7001"]
     [transcription] = llm.transcriptions
@@ -196,13 +182,13 @@ def test_a_voice_note_that_cannot_be_downloaded_degrades_to_a_note(start_app, gr
     assert app.post_webhook(delivery, DEMO.secret).status_code == 200
 
     wait_for(lambda: texts_to(graph, wa_id), what="the reply")
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     [content] = user_contents(llm.requests[0])
     assert content.startswith("[voice note]")
     assert "download" in content
     assert llm.transcriptions == []
     assert len(texts_to(graph, wa_id)) == 1
-    [inbound] = [m for m in messages_of(app, DEMO, wa_id) if m["direction"] == "in"]
+    [inbound] = [m for m in app.messages(DEMO, wa_id) if m["direction"] == "in"]
     assert inbound["text"] == content
     [conversation] = [c for c in app.api(DEMO, "/conversations").json() if c["user_key"] == wa_id]
     assert conversation["needs_attention"] is False
@@ -250,14 +236,14 @@ def test_a_rate_limited_send_is_retried_and_delivered_once(start_app, graph: Fak
     graph.fail_next(status, code, "rate limited")
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "hola"), DEMO.secret)
 
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     assert texts_to(graph, wa_id) == ["echo: hola", "echo: hola"]  # the refused attempt, then the one delivered
-    [reply] = [m for m in messages_of(app, DEMO, wa_id) if m["direction"] == "out"]
+    [reply] = [m for m in app.messages(DEMO, wa_id) if m["direction"] == "out"]
     assert reply["status"] == "sent"
     assert reply["wamid"].startswith("wamid.FAKE")
     assert reply["error"] is None
     assert len(llm.requests) == 1
-    assert conversation_of(app, DEMO, wa_id)["needs_attention"] is False
+    assert app.conversation(DEMO, wa_id)["needs_attention"] is False
 
 
 def test_an_invalid_token_is_not_retried_and_flags_the_conversation(start_app, graph: FakeGraph, llm: FakeOpenAI):
@@ -267,9 +253,9 @@ def test_an_invalid_token_is_not_retried_and_flags_the_conversation(start_app, g
     graph.fail_next(401, 190, "Error validating access token")
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "hola"), DEMO.secret)
 
-    [reply] = wait_for(lambda: [m for m in messages_of(app, DEMO, wa_id)
+    [reply] = wait_for(lambda: [m for m in app.messages(DEMO, wa_id)
                                 if m["direction"] == "out" and m["status"] != "pending"], what="the refused reply")
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     assert reply["status"] == "failed"
     assert reply["error"]["code"] == 190
     assert reply["wamid"] is None
@@ -278,7 +264,7 @@ def test_an_invalid_token_is_not_retried_and_flags_the_conversation(start_app, g
                      EMPRENDEMY.secret)
     wait_for(lambda: texts_to(graph, "5491155551099"), what="the barrier reply")
     assert texts_to(graph, wa_id) == ["echo: hola"]
-    conversation = conversation_of(app, DEMO, wa_id)
+    conversation = app.conversation(DEMO, wa_id)
     assert conversation["needs_attention"] is True
     assert "190" in conversation["attention_reason"] or "token" in conversation["attention_reason"].lower()
 
@@ -297,14 +283,14 @@ def test_a_long_answer_is_sent_in_parts_in_order_with_whatsapp_formatting(start_
     wa_id = "5491155551008"
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "mandame el catálogo"), DEMO.secret)
 
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     sent = texts_to(graph, wa_id)
     assert len(sent) >= 3
     assert all(len(part) <= MAX_TEXT for part in sent)
     assert all("**" not in part for part in sent)
     expected = "\n\n".join(p.replace(f"**Parte {n}**", f"*Parte {n}*") for n, p in enumerate(paragraphs, start=1))
     assert "\n\n".join(sent) == expected  # in order, nothing lost, cut only between paragraphs
-    replies = [m for m in messages_of(app, DEMO, wa_id) if m["direction"] == "out"]
+    replies = [m for m in app.messages(DEMO, wa_id) if m["direction"] == "out"]
     assert [m["text"] for m in replies] == sent
     assert {m["status"] for m in replies} == {"sent"}
     assert len({m["wamid"] for m in replies}) == len(replies)
@@ -333,7 +319,7 @@ def test_the_typing_indicator_is_refreshed_during_a_long_turn(start_app, graph: 
     finally:
         llm.gate.set()
 
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the conversation to settle")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the conversation to settle")
     assert texts_to(graph, wa_id) == ["echo: hola | ¿abren hoy?"]
     calls = typing_calls()
     assert {c.body["message_id"] for c in calls} == {wamid_of(last)}
@@ -363,7 +349,7 @@ def test_one_clients_hanging_model_does_not_starve_another_client(start_app, gra
     finally:
         llm.hold.set()
     for wa_id in demo_users:
-        wait_for(lambda user=wa_id: settled(app, DEMO, user), what=f"demo conversation {wa_id} to settle")
+        wait_for(lambda user=wa_id: app.settled(DEMO, user), what=f"demo conversation {wa_id} to settle")
         assert texts_to(graph, wa_id) == ["echo: hola"]
 
 
@@ -375,20 +361,20 @@ def test_token_usage_is_stored_per_call_and_summed_per_conversation(start_app, g
     wa_id = "5491155551014"
     llm.script(Reply(content="Me fijo.", tool_calls=[("business_hours", {})]), Reply(content="Abrimos a las 9."))
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "¿abren?"), DEMO.secret)
-    wait_for(lambda: settled(app, DEMO, wa_id), what="the first turn")
+    wait_for(lambda: app.settled(DEMO, wa_id), what="the first turn")
 
     # demo's instructions are classified: the classifier call's tokens (11/7) go on the reply with the final call's.
-    usage = [(m["direction"], m["role"], m["prompt_tokens"], m["completion_tokens"]) for m in messages_of(app, DEMO, wa_id)]
+    usage = [(m["direction"], m["role"], m["prompt_tokens"], m["completion_tokens"]) for m in app.messages(DEMO, wa_id)]
     assert usage == [("in", "user", 0, 0), ("internal", "assistant", 11, 7), ("internal", "tool", 0, 0),
                      ("out", "assistant", 22, 14)]
-    conversation = conversation_of(app, DEMO, wa_id)
+    conversation = app.conversation(DEMO, wa_id)
     assert (conversation["prompt_tokens"], conversation["completion_tokens"]) == (33, 21)
 
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "gracias"), DEMO.secret)
-    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and settled(app, DEMO, wa_id), what="the second turn")
-    messages = messages_of(app, DEMO, wa_id)
+    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and app.settled(DEMO, wa_id), what="the second turn")
+    messages = app.messages(DEMO, wa_id)
     assert (messages[-1]["prompt_tokens"], messages[-1]["completion_tokens"]) == (22, 14)
-    conversation = conversation_of(app, DEMO, wa_id)
+    conversation = app.conversation(DEMO, wa_id)
     assert conversation["prompt_tokens"] == sum(m["prompt_tokens"] for m in messages) == 55
     assert conversation["completion_tokens"] == sum(m["completion_tokens"] for m in messages) == 35
 
@@ -407,7 +393,7 @@ def test_a_clients_own_debounce_overrides_the_global_one(start_app, graph: FakeG
     wait_for(lambda: texts_to(graph, "5491155551015"), timeout=3.0, what="demo's quick reply")
     assert time.monotonic() - started < 4.0
     # The other client keeps the global debounce: its message is due about 5 s after it arrived.
-    other = conversation_of(app, EMPRENDEMY, "5491155551016")
+    other = app.conversation(EMPRENDEMY, "5491155551016")
     assert other["due_at"] is not None
     wait = (datetime.fromisoformat(other["due_at"]) - datetime.now(UTC)).total_seconds()
     assert wait > 2.0
@@ -480,7 +466,7 @@ def test_classified_instructions_answer_with_the_chosen_categorys_prompt_and_too
     llm.category = None  # script the classifier call like any other
     llm.script(Reply(content="soporte"), Reply(content="Ya reviso tu pedido."))
     app.post_webhook(text_delivery(SHOP.waba_id, SHOP.phone_number_id, wa_id, "mi pedido 42 no llegó"), SHOP.secret)
-    wait_for(lambda: settled(app, SHOP, wa_id), what="the first turn")
+    wait_for(lambda: app.settled(SHOP, wa_id), what="the first turn")
 
     classifier, answer = llm.requests
     assert classifier["model"] == "classifier-model"
@@ -498,18 +484,18 @@ def test_classified_instructions_answer_with_the_chosen_categorys_prompt_and_too
     assert tool_names(answer) == {"track_order", "shop_phone"}
     assert user_contents(answer) == ["mi pedido 42 no llegó"]
     assert texts_to(graph, wa_id) == ["Ya reviso tu pedido."]
-    [reply] = [m for m in messages_of(app, SHOP, wa_id) if m["direction"] == "out"]
+    [reply] = [m for m in app.messages(SHOP, wa_id) if m["direction"] == "out"]
     assert reply["category"] == "soporte"
 
     # A classifier answer naming no category falls back to the default one.
     llm.category = None  # script the classifier call like any other
     llm.script(Reply(content="no sé, quizás algo de otra cosa"), Reply(content="¿Qué te gustaría comprar?"))
     app.post_webhook(text_delivery(SHOP.waba_id, SHOP.phone_number_id, wa_id, "hola otra vez"), SHOP.secret)
-    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and settled(app, SHOP, wa_id), what="the second turn")
+    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and app.settled(SHOP, wa_id), what="the second turn")
     fallback = llm.requests[3]
     assert "SALES PROMPT" in fallback["messages"][0]["content"]
     assert "SUPPORT PROMPT" not in fallback["messages"][0]["content"]
     assert tool_names(fallback) == {"list_products", "shop_phone"}
-    replies = [m for m in messages_of(app, SHOP, wa_id) if m["direction"] == "out"]
+    replies = [m for m in app.messages(SHOP, wa_id) if m["direction"] == "out"]
     assert [(m["text"], m["category"]) for m in replies] == [("Ya reviso tu pedido.", "soporte"),
                                                              ("¿Qué te gustaría comprar?", "ventas")]

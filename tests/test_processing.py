@@ -13,13 +13,10 @@ from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import text_delivery, wait_for
 
 
-def messages_of(app: RunningApp, client, wa_id: str) -> list[dict]:
-    conversations = [c for c in app.api(client, "/conversations").json() if c["user_key"] == wa_id]
-    return app.api(client, f"/conversations/{conversations[0]['id']}/messages").json() if conversations else []
 
 
 def replies_of(app: RunningApp, client, wa_id: str) -> list[dict]:
-    return [m for m in messages_of(app, client, wa_id) if m["direction"] == "out"]
+    return [m for m in app.messages(client, wa_id) if m["direction"] == "out"]
 
 
 def test_sandbox_and_offline_by_default_record_the_offline_message(start_app, graph: FakeGraph):
@@ -43,7 +40,7 @@ def test_a_model_that_answers_429_twice_then_succeeds_costs_one_reply(start_app,
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550011", "hola"), DEMO.secret)
 
     [reply] = wait_for(graph.texts, what="the reply after the retries")
-    wait_for(lambda: all(m["processed_at"] for m in messages_of(app, DEMO, "5491155550011")), what="the turn to end")
+    wait_for(lambda: all(m["processed_at"] for m in app.messages(DEMO, "5491155550011")), what="the turn to end")
     assert reply.text == "echo: hola"
     assert len(llm.requests) == 3
     [conversation] = app.api(DEMO, "/conversations").json()

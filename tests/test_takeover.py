@@ -39,35 +39,22 @@ def write(app: RunningApp, client: ClientIds, wa_id: str, text: str, timestamp: 
     assert app.post_webhook(delivery, client.secret).status_code == 200
 
 
-def conversation_of(app: RunningApp, client: ClientIds, wa_id: str) -> dict | None:
-    found = [c for c in app.api(client, "/conversations").json() if c["user_key"] == wa_id]
-    return found[0] if found else None
 
 
-def messages_of(app: RunningApp, client: ClientIds, wa_id: str) -> list[dict]:
-    conversation = conversation_of(app, client, wa_id)
-    return app.api(client, f"/conversations/{conversation['id']}/messages").json() if conversation else []
 
 
 def texts_to(graph: FakeGraph, wa_id: str) -> list[str]:
     return [call.text for call in graph.texts() if call.body.get("to") == wa_id]
 
 
-def settled(app: RunningApp, client: ClientIds, wa_id: str) -> bool:
-    conversation = conversation_of(app, client, wa_id)
-    if conversation is None or conversation["due_at"] is not None:
-        return False
-    messages = messages_of(app, client, wa_id)
-    return all(m["processed_at"] for m in messages if m["direction"] == "in") and \
-        all(m["status"] != "pending" for m in messages if m["direction"] == "out")
 
 
 def answered_once(app: RunningApp, graph: FakeGraph, client: ClientIds, wa_id: str, text: str) -> int:
     """Write, wait for the bot's reply, return the conversation id."""
     before = len(texts_to(graph, wa_id))
     write(app, client, wa_id, text)
-    wait_for(lambda: len(texts_to(graph, wa_id)) > before and settled(app, client, wa_id), what="the bot's reply")
-    return conversation_of(app, client, wa_id)["id"]
+    wait_for(lambda: len(texts_to(graph, wa_id)) > before and app.settled(client, wa_id), what="the bot's reply")
+    return app.conversation(client, wa_id)["id"]
 
 
 def barrier(app: RunningApp, graph: FakeGraph, wa_id: str) -> None:
@@ -96,18 +83,18 @@ def test_takeover_silences_the_bot_and_release_restores_it(start_app, graph: Fak
     barrier(app, graph, "5491155552091")
     assert texts_to(graph, wa_id) == ["re: hola"]
     assert len([r for r in llm.requests if "Almacén Demo" in r["messages"][0]["content"]]) == 1
-    silent = [m for m in messages_of(app, DEMO, wa_id) if m["text"] in {"¿hay alguien?", "necesito hablar con una persona"}]
+    silent = [m for m in app.messages(DEMO, wa_id) if m["text"] in {"¿hay alguien?", "necesito hablar con una persona"}]
     assert len(silent) == 2
     assert all(m["processed_at"] and m["batch_id"] is None for m in silent)  # stored, handled, never a bot turn
-    assert conversation_of(app, DEMO, wa_id)["due_at"] is None
+    assert app.conversation(DEMO, wa_id)["due_at"] is None
 
     released = post(app, DEMO, f"/conversations/{conversation_id}/release")
     assert released.status_code == 200
     assert released.json()["mode"] == "bot"
     write(app, DEMO, wa_id, "¿siguen ahí?")
-    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and settled(app, DEMO, wa_id), what="the reply after release")
+    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and app.settled(DEMO, wa_id), what="the reply after release")
     assert texts_to(graph, wa_id) == ["re: hola", "re: ¿siguen ahí?"]
-    messages = messages_of(app, DEMO, wa_id)
+    messages = app.messages(DEMO, wa_id)
     [new] = [m for m in messages if m["text"] == "¿siguen ahí?"]
     [reply] = [m for m in messages if m["text"] == "re: ¿siguen ahí?"]
     assert new["batch_id"] == reply["batch_id"] is not None
@@ -125,21 +112,21 @@ def test_a_takeover_while_the_model_is_thinking_drops_the_reply(start_app, graph
     try:
         write(app, DEMO, wa_id, "¿abren hoy?")
         wait_for(lambda: len(llm.requests) == 1, what="the model to be asked")
-        conversation_id = conversation_of(app, DEMO, wa_id)["id"]
+        conversation_id = app.conversation(DEMO, wa_id)["id"]
         assert post(app, DEMO, f"/conversations/{conversation_id}/takeover").status_code == 200
     finally:
         llm.gate.set()
 
     # The turn ends: its tool steps are kept (what the model did), its reply is not.
-    wait_for(lambda: [m for m in messages_of(app, DEMO, wa_id) if m["direction"] == "internal"],
+    wait_for(lambda: [m for m in app.messages(DEMO, wa_id) if m["direction"] == "internal"],
              what="the turn to be saved")
     wait_for(lambda: len(llm.requests) == 2, what="the turn's second model call")
     barrier(app, graph, "5491155552092")
     assert texts_to(graph, wa_id) == []
-    messages = messages_of(app, DEMO, wa_id)
+    messages = app.messages(DEMO, wa_id)
     assert [m for m in messages if m["direction"] == "out"] == []
     assert "Abrimos de 9 a 18." not in [m["text"] for m in messages]
-    assert conversation_of(app, DEMO, wa_id)["mode"] == "human"
+    assert app.conversation(DEMO, wa_id)["mode"] == "human"
 
 
 # ---------------------------------------------------------------- 3. operator messages
@@ -160,12 +147,12 @@ def test_an_operator_message_goes_through_whatsapp_and_into_the_models_history(s
     assert (sent.text, sent.token, sent.phone_number_id, sent.body["to"]) == (text, DEMO.token, DEMO.phone_number_id,
                                                                               wa_id)
     assert body["wamid"] and body["wamid"].startswith("wamid.FAKE")
-    stored = [m for m in messages_of(app, DEMO, wa_id) if m["role"] == "operator"]
+    stored = [m for m in app.messages(DEMO, wa_id) if m["role"] == "operator"]
     assert [(m["id"], m["status"], m["wamid"]) for m in stored] == [(body["id"], "sent", body["wamid"])]
 
     assert post(app, DEMO, f"/conversations/{conversation_id}/release").status_code == 200
     write(app, DEMO, wa_id, "genial, gracias")
-    wait_for(lambda: len(llm.requests) == 2 and settled(app, DEMO, wa_id), what="the bot's next turn")
+    wait_for(lambda: len(llm.requests) == 2 and app.settled(DEMO, wa_id), what="the bot's next turn")
     history = llm.requests[1]["messages"][1:]
     assert [m["role"] for m in history] == ["user", "assistant", "assistant", "user"]
     operator = history[2]
@@ -178,14 +165,14 @@ def test_an_operator_message_outside_the_24h_window_is_refused_before_sending(st
     app = start(start_app, graph, llm, debounce_seconds=30)  # the bot does not get to answer before the takeover
     wa_id = "5491155552004"
     write(app, DEMO, wa_id, "hola, ¿sigue en pie lo de ayer?", timestamp=int(time.time()) - 25 * 3600)
-    conversation_id = conversation_of(app, DEMO, wa_id)["id"]
+    conversation_id = app.conversation(DEMO, wa_id)["id"]
     assert post(app, DEMO, f"/conversations/{conversation_id}/takeover").status_code == 200
 
     answer = post(app, DEMO, f"/conversations/{conversation_id}/messages", {"text": "¡Hola! Sí, te esperamos."})
     assert answer.status_code == 422
     assert re.search(r"24\s*h", answer.json()["detail"])  # the reason, in words
     assert graph.texts() == []
-    assert [m for m in messages_of(app, DEMO, wa_id) if m["status"] == "sent"] == []
+    assert [m for m in app.messages(DEMO, wa_id) if m["status"] == "sent"] == []
 
 
 def test_an_operator_message_refused_by_whatsapp_answers_502_and_is_stored_failed(start_app, graph: FakeGraph,
@@ -199,7 +186,7 @@ def test_an_operator_message_refused_by_whatsapp_answers_502_and_is_stored_faile
     assert answer.status_code == 502
     assert "Message undeliverable" in answer.json()["detail"]
     assert texts_to(graph, wa_id) == ["echo: hola", "¿Seguís ahí?"]  # one attempt: not a transient error
-    [stored] = [m for m in messages_of(app, DEMO, wa_id) if m["role"] == "operator"]
+    [stored] = [m for m in app.messages(DEMO, wa_id) if m["role"] == "operator"]
     assert stored["status"] == "failed"
     assert stored["error"]["code"] == 131026
     assert stored["wamid"] is None
@@ -215,11 +202,11 @@ def test_an_idle_takeover_goes_back_to_the_bot(start_app, graph: FakeGraph, llm:
 
     taken_at = time.monotonic()
     assert post(app, DEMO, f"/conversations/{conversation_id}/takeover").json()["mode"] == "human"
-    wait_for(lambda: conversation_of(app, DEMO, wa_id)["mode"] == "bot", timeout=10, what="the bot to take it back")
+    wait_for(lambda: app.conversation(DEMO, wa_id)["mode"] == "bot", timeout=10, what="the bot to take it back")
     assert time.monotonic() - taken_at >= 0.5  # not before the client's idle time (0.6 s)
 
     write(app, DEMO, wa_id, "¿hola?")
-    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and settled(app, DEMO, wa_id), what="the bot's answer")
+    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and app.settled(DEMO, wa_id), what="the bot's answer")
     assert texts_to(graph, wa_id) == ["echo: hola", "echo: ¿hola?"]
 
 
@@ -243,5 +230,5 @@ def test_takeover_endpoints_need_the_key_and_see_only_the_clients_own_conversati
 
     assert post(app, DEMO, f"{base}/messages", {"text": ""}).status_code == 422
     assert post(app, DEMO, f"{base}/messages", {}).status_code == 422
-    assert conversation_of(app, DEMO, wa_id)["mode"] == "bot"
+    assert app.conversation(DEMO, wa_id)["mode"] == "bot"
     assert texts_to(graph, wa_id) == ["echo: hola"]
