@@ -10,8 +10,6 @@ from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import new_wamid, text_delivery, wait_for
 
 
-
-
 def test_burst_of_three_gets_one_reply_with_all_three_in_order(live_app: RunningApp, graph: FakeGraph, llm: FakeOpenAI):
     now = int(time.time())
     for offset, text in enumerate(["hola", "quería saber", "si abren hoy"]):

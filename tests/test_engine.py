@@ -65,12 +65,6 @@ def both_clients(graph: FakeGraph, llm: FakeOpenAI, **overrides: Any) -> tuple[d
     return {**DEMO.env(), **EMPRENDEMY.env()}, settings
 
 
-
-
-
-
-
-
 def user_contents(request: dict) -> list[Any]:
     return [m["content"] for m in request["messages"] if m["role"] == "user"]
 

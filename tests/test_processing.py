@@ -13,8 +13,6 @@ from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import text_delivery, wait_for
 
 
-
-
 def replies_of(app: RunningApp, client, wa_id: str) -> list[dict]:
     return [m for m in app.messages(client, wa_id) if m["direction"] == "out"]
 

@@ -39,14 +39,8 @@ def write(app: RunningApp, client: ClientIds, wa_id: str, text: str, timestamp: 
     assert app.post_webhook(delivery, client.secret).status_code == 200
 
 
-
-
-
-
 def texts_to(graph: FakeGraph, wa_id: str) -> list[str]:
     return [call.text for call in graph.texts() if call.body.get("to") == wa_id]
-
-
 
 
 def answered_once(app: RunningApp, graph: FakeGraph, client: ClientIds, wa_id: str, text: str) -> int:
