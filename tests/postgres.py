@@ -1,0 +1,187 @@
+"""A throwaway PostgreSQL server for the tests: initdb into a temp dir, started on a free port, stopped at the end.
+
+Each pytest(-xdist) worker process starts its own server the first time a test asks for one. The schema is applied
+once to a template database; every test gets a fresh copy (CREATE DATABASE … TEMPLATE), dropped afterwards.
+Binaries: $POSTGRES_BIN, else Debian's /usr/lib/postgresql/<version>/bin, else initdb and pg_ctl on PATH
+(scripts/ensure-postgres installs Debian's `postgresql` when they are missing). As root the server runs as the
+`postgres` user (initdb refuses root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from core.storage.migrate import migrate
+
+T = TypeVar("T")
+TEMPLATE = "app_template"
+SUPERUSER = "postgres"
+# A server for tests: durability off (nothing here must survive a crash), enough connections for
+# several app processes with their pools.
+SERVER_SETTINGS = {
+    "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300",
+    "shared_buffers": "32MB", "log_min_messages": "warning", "log_min_duration_statement": "-1",
+}
+
+
+class PostgresUnavailable(Exception):
+    """No PostgreSQL server could be started here; the message says what to install."""
+
+
+def find_bindir() -> Path:
+    candidates: list[Path] = []
+    if os.environ.get("POSTGRES_BIN"):
+        candidates.append(Path(os.environ["POSTGRES_BIN"]))
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                      key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)], reverse=True)
+    candidates += versions
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    raise PostgresUnavailable(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found: the store tests run against a real server. "
+        "Install Debian's `postgresql` (scripts/test does it when run as root: scripts/ensure-postgres), or set "
+        "POSTGRES_BIN to the folder holding initdb and pg_ctl.")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a fresh loop in a thread: callable from sync code and from inside a loop."""
+    result: list[Any] = []
+
+    def target() -> None:
+        try:
+            result.append(("ok", asyncio.run(coroutine)))
+        except BaseException as error:  # noqa: BLE001 - handed back to the caller
+            result.append(("error", error))
+
+    thread = threading.Thread(target=target, name="postgres-admin")
+    thread.start()
+    thread.join()
+    kind, value = result[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PostgresServer:
+    bindir: Path
+    root: Path
+    port: int = 0
+    _names: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _as: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(command, cwd=self.root, capture_output=True, text=True, timeout=120, **self._as)
+        if done.returncode != 0:
+            raise PostgresUnavailable(f"{' '.join(command)} failed ({done.returncode}): {done.stdout}{done.stderr}")
+        return done
+
+    @classmethod
+    def start(cls) -> PostgresServer:
+        server = cls(find_bindir(), Path(tempfile.mkdtemp(prefix="pgtest-")))
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise PostgresUnavailable("running as root, and there is no `postgres` user to run the server as "
+                                          "(initdb refuses root): install Debian's `postgresql`, which creates it")
+            os.chown(server.root, user.pw_uid, user.pw_gid)
+            server._as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [],
+                          "env": {**os.environ, "HOME": str(server.root)}}
+        server._run(str(server.bindir / "initdb"), "-D", str(server.data), "-U", SUPERUSER, "--auth=trust",
+                    "-E", "UTF8", "--locale=C", "--no-sync")
+        for attempt in range(5):
+            server.port = _free_port()
+            options = " ".join(f"-c {key}={value}" for key, value in {
+                **SERVER_SETTINGS, "port": server.port, "listen_addresses": "127.0.0.1",
+                "unix_socket_directories": str(server.root)}.items())
+            try:
+                server._run(str(server.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(server.data),
+                            "-l", str(server.root / "server.log"), "-o", options)
+                break
+            except PostgresUnavailable:
+                if attempt == 4:  # the port was taken between choosing and binding, five times: give up
+                    raise PostgresUnavailable(f"PostgreSQL did not start: {server.log()[-3000:]}")
+        run_async(server._prepare_template())
+        return server
+
+    def log(self) -> str:
+        path = self.root / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def _admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.url("postgres"))
+
+    async def _prepare_template(self) -> None:
+        admin = await self._admin()
+        try:
+            await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
+        finally:
+            await admin.close()
+        await migrate(self.url(TEMPLATE))
+
+    def create_database(self, *, migrated: bool = True) -> str:
+        """A fresh database (with the schema, unless `migrated` is False); returns its URL."""
+        name = f"test_{next(self._names)}"
+        template = TEMPLATE if migrated else "template0"
+
+        async def create() -> None:
+            admin = await self._admin()
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+            finally:
+                await admin.close()
+
+        run_async(create())
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[-1]
+
+        async def drop() -> None:
+            admin = await self._admin()
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+        run_async(drop())
+
+    def stop(self) -> None:
+        try:
+            subprocess.run([str(self.bindir / "pg_ctl"), "stop", "-m", "immediate", "-w", "-D", str(self.data)],
+                           cwd=self.root, capture_output=True, timeout=60, **self._as)
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
