@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
 
+from core.config import Settings
+from core.services import open_store
 from core.storage.base import StoreUnavailable
 from core.storage.postgres import PostgresStore, SchemaNotMigrated, connection_options
+from core.storage.sqlite import SQLiteStore
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +65,14 @@ class TestOpen:
             await store.close()
 
 
-class TestConnectionOptions:
+class TestSettings:
+    @pytest.mark.parametrize("url", ["postgresql://u:p@db.example.supabase.co:5432/postgres",
+                                     "postgres://u:p@aws-0-eu-west-1.pooler.supabase.com:6543/postgres"])
+    def test_database_url_selects_the_postgres_store(self, url: str, tmp_path: Path):
+        assert isinstance(open_store(Settings(_env_file=None, database_url=url)), PostgresStore)
+        sqlite = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'x.db'}")
+        assert isinstance(open_store(sqlite), SQLiteStore)
+
     def test_transaction_pooler_gets_no_prepared_statement_cache(self):
         dsn, options = connection_options("postgresql://u:p@aws-0.pooler.supabase.com:6543/postgres?sslmode=require")
         assert options["statement_cache_size"] == 0
