@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -11,6 +14,7 @@ import pytest
 from core.storage.migrate import MIGRATIONS_DIR, MigrationError, migrate, migrations
 from core.storage.sqlite import SCHEMA
 from tests.postgres import PostgresServer
+from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.anyio
 TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records")
@@ -83,3 +87,26 @@ class TestMigrate:
                 assert await conn.fetch("SELECT * FROM client_documents") == []
         finally:
             await conn.close()
+
+
+class TestCommand:
+    def run(self, database_url: str) -> subprocess.CompletedProcess[str]:
+        env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL",)}
+        return subprocess.run([sys.executable, "-m", "core.storage.migrate"], cwd=ROOT, capture_output=True, text=True,
+                              env={**env, "DATABASE_URL": database_url}, timeout=60)
+
+    def test_migrates_database_url_and_says_what_it_did(self, empty_url: str):
+        first = self.run(empty_url)
+        assert first.returncode == 0, first.stderr
+        assert f"applied {migrations()[0].path.name}" in first.stdout
+        again = self.run(empty_url)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines() == [f"schema up to date ({len(migrations())} migrations, 0 applied now)"]
+
+    def test_sqlite_has_nothing_to_migrate(self, tmp_path: Path):
+        done = self.run(f"sqlite:///{tmp_path / 'app.db'}")
+        assert done.returncode == 0 and "nothing to migrate" in done.stdout
+
+    def test_an_unreachable_database_fails_with_a_message(self):
+        done = self.run(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+        assert done.returncode == 1 and "cannot connect" in done.stderr
