@@ -19,7 +19,9 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,6 +180,44 @@ class PostgresServer:
                 await admin.close()
 
         run_async(drop())
+
+    @contextmanager
+    def transaction_pooler(self, url: str, server_connections: int = 3) -> Iterator[str]:
+        """PgBouncer in transaction mode in front of the database of `url` (as Supabase's pooler on port 6543, which
+        keeps no prepared statements between transactions); yields the URL to connect through it."""
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.access(binary, os.X_OK):
+            raise PostgresUnavailable("PgBouncer was not found: the store is tested through a pooler in transaction "
+                                      "mode. Install Debian's `pgbouncer` (scripts/ensure-postgres does it as root).")
+        database = url.rsplit("/", 1)[-1]
+        folder = self.root / f"pgbouncer-{database}"
+        folder.mkdir()
+        port = _free_port()
+        (folder / "users.txt").write_text(f'"{SUPERUSER}" ""\n')
+        (folder / "pgbouncer.ini").write_text(
+            f"[databases]\n{database} = host=127.0.0.1 port={self.port} dbname={database} user={SUPERUSER}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {folder / 'users.txt'}\npool_mode = transaction\n"
+            f"default_pool_size = {server_connections}\nmax_client_conn = 200\nlogfile = {folder / 'log'}\n")
+        if self._as:
+            os.chown(folder, self._as["user"], self._as["group"])
+        process = subprocess.Popen([binary, str(folder / "pgbouncer.ini")], cwd=folder, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.STDOUT, **self._as)
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log = (folder / "log").read_text(errors="replace") if (folder / "log").exists() else ""
+                        raise PostgresUnavailable(f"PgBouncer did not start: {log[-2000:]}")
+                    time.sleep(0.05)
+            yield f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
     def stop(self) -> None:
         try:

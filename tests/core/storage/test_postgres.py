@@ -1,7 +1,11 @@
-"""What only the Postgres store has: the schema check at open, outages, connection options, selection by URL."""
+"""What only the Postgres store has: the schema check at open, outages, connection options, selection by URL, and
+working through a pooler in transaction mode."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -11,10 +15,15 @@ from core.config import Settings
 from core.services import open_store
 from core.storage.base import StoreUnavailable
 from core.storage.postgres import PostgresStore, SchemaNotMigrated, connection_options
+from core.storage.records import Debounce, NewMessage
 from core.storage.sqlite import SQLiteStore
-from tests.postgres import PostgresServer
+from core.webhook.events import InboundMessage
+from tests.postgres import PostgresServer, PostgresUnavailable
 
 pytestmark = pytest.mark.anyio
+T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+DEBOUNCE = Debounce(seconds=3, max_seconds=15)
+_wamids = itertools.count(1)
 
 
 @pytest.fixture
@@ -86,3 +95,58 @@ class TestSettings:
         assert (options["statement_cache_size"], options["max_size"]) == (50, 3)
         assert dsn == "postgresql://u@h:6543/db?sslmode=require"
 
+
+
+class TestTransactionPooler:
+    """Supabase's transaction pooler keeps no prepared statement between transactions; PgBouncer in transaction
+    mode does the same, so the store is run through one."""
+
+    @pytest.fixture
+    def pooled_url(self, postgres_server: PostgresServer, postgres_url: str) -> str:
+        try:
+            with postgres_server.transaction_pooler(postgres_url, server_connections=2) as url:
+                yield url
+        except PostgresUnavailable as error:
+            pytest.fail(str(error), pytrace=False)
+
+    async def test_the_store_works_through_it_with_pgbouncer_true(self, pooled_url: str):
+        stores = [PostgresStore(pooled_url + "?pgbouncer=true") for _ in range(3)]
+        for store in stores:
+            await store.open()
+        try:
+            for user in range(10):
+                await asyncio.gather(*(store.record_inbound("demo", inbound(f"u{user}"), DEBOUNCE, T0) for store in stores))
+            claims = await asyncio.gather(*(store.claim_due(f"p{n}", T0 + timedelta(seconds=3), 60, 10)
+                                            for n, store in enumerate(stores)))
+            for store, held in zip(stores, claims):
+                for claim in held:
+                    batch = await store.pending_batch(claim.conversation.id)
+                    reply = NewMessage(direction="out", role="assistant", text="ok", status="pending")
+                    for message in await store.save_turn(claim, batch, "b", [reply], T0):
+                        await store.mark_sent(message.id, f"wamid.out{message.id}", "sent", None)
+                    await store.finish_turn(claim, T0)
+            assert sorted(c.conversation.user_key for held in claims for c in held) == sorted(f"u{n}" for n in range(10))
+            conversations = await stores[0].list_conversations("demo", 20, 0)
+            assert all(c.due_at is None for c in conversations)
+            counts = [len(await stores[1].list_messages(c.id, 10, 0)) for c in conversations]
+            assert counts == [4] * 10  # three messages in (one per store), one reply out
+        finally:
+            for store in stores:
+                await store.close()
+
+    async def test_with_a_statement_cache_it_would_fail(self, pooled_url: str):
+        store = PostgresStore(pooled_url + "?statement_cache_size=100")
+        # A statement prepared on one server connection is looked for on another (or met there under its name).
+        with pytest.raises((asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)):
+            await store.open()
+            try:
+                for _ in range(20):
+                    await asyncio.gather(*(store.next_due_at() for _ in range(5)))
+            finally:
+                await store.close()
+
+
+def inbound(user: str) -> InboundMessage:
+    return InboundMessage(waba_id="1001", phone_number_id="2001", wamid=f"wamid.P{next(_wamids)}", user_key=user,
+                          wa_id=user, user_id=None, contact_name=None, type="text", text="hola", wa_timestamp=T0,
+                          payload={"type": "text"})
