@@ -92,9 +92,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer.start()
     except PostgresUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield server
-    server.stop()
+        problem = str(error)
+    else:
+        yield server
+        server.stop()
+        return
+    pytest.fail(problem, pytrace=False)  # outside the except: the message alone, not a chain of tracebacks
 
 
 @pytest.fixture

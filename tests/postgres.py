@@ -113,31 +113,38 @@ class PostgresServer:
     @classmethod
     def start(cls) -> PostgresServer:
         server = cls(find_bindir(), Path(tempfile.mkdtemp(prefix="pgtest-")))
+        try:
+            server._start()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _start(self) -> None:
         if os.geteuid() == 0:
             try:
                 user = pwd.getpwnam("postgres")
             except KeyError:
                 raise PostgresUnavailable("running as root, and there is no `postgres` user to run the server as "
                                           "(initdb refuses root): install Debian's `postgresql`, which creates it")
-            os.chown(server.root, user.pw_uid, user.pw_gid)
-            server._as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [],
-                          "env": {**os.environ, "HOME": str(server.root)}}
-        server._run(str(server.bindir / "initdb"), "-D", str(server.data), "-U", SUPERUSER, "--auth=trust",
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self._as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [],
+                          "env": {**os.environ, "HOME": str(self.root)}}
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                     "-E", "UTF8", "--locale=C", "--no-sync")
         for attempt in range(5):
-            server.port = _free_port()
+            self.port = _free_port()
             options = " ".join(f"-c {key}={value}" for key, value in {
-                **SERVER_SETTINGS, "port": server.port, "listen_addresses": "127.0.0.1",
-                "unix_socket_directories": str(server.root)}.items())
+                **SERVER_SETTINGS, "port": self.port, "listen_addresses": "127.0.0.1",
+                "unix_socket_directories": str(self.root)}.items())
             try:
-                server._run(str(server.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(server.data),
-                            "-l", str(server.root / "server.log"), "-o", options)
+                self._run(str(self.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
+                            "-l", str(self.root / "self.log"), "-o", options)
                 break
             except PostgresUnavailable:
                 if attempt == 4:  # the port was taken between choosing and binding, five times: give up
-                    raise PostgresUnavailable(f"PostgreSQL did not start: {server.log()[-3000:]}")
-        run_async(server._prepare_template())
-        return server
+                    raise PostgresUnavailable(f"PostgreSQL did not start: {self.log()[-3000:]}")
+        run_async(self._prepare_template())
 
     def log(self) -> str:
         path = self.root / "server.log"
@@ -220,6 +227,9 @@ class PostgresServer:
             process.wait(timeout=10)
 
     def stop(self) -> None:
+        if not (self.data / "postmaster.pid").exists():
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
         try:
             subprocess.run([str(self.bindir / "pg_ctl"), "stop", "-m", "immediate", "-w", "-D", str(self.data)],
                            cwd=self.root, capture_output=True, timeout=60, **self._as)

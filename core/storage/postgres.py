@@ -160,8 +160,12 @@ class PostgresStore:
                 timeout=self._acquire_timeout, **self._options)
         except (*_UNAVAILABLE, asyncpg.PostgresError) as error:
             raise StoreUnavailable(f"PostgreSQL: cannot connect: {type(error).__name__}: {error}") from error
-        missing = await self._read(lambda conn: conn.fetchval(
-            "SELECT array_agg(name) FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL", list(TABLES)))
+        try:
+            missing = await self._read(lambda conn: conn.fetchval(
+                "SELECT array_agg(name) FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL", list(TABLES)))
+        except StoreUnavailable:
+            await self.close()
+            raise
         if missing:
             await self.close()
             raise SchemaNotMigrated(

@@ -104,10 +104,15 @@ class TestTransactionPooler:
     @pytest.fixture
     def pooled_url(self, postgres_server: PostgresServer, postgres_url: str) -> str:
         try:
-            with postgres_server.transaction_pooler(postgres_url, server_connections=2) as url:
-                yield url
+            pooler = postgres_server.transaction_pooler(postgres_url, server_connections=2)
+            url = pooler.__enter__()
         except PostgresUnavailable as error:
-            pytest.fail(str(error), pytrace=False)
+            problem = str(error)
+        else:
+            yield url
+            pooler.__exit__(None, None, None)
+            return
+        pytest.fail(problem, pytrace=False)
 
     async def test_the_store_works_through_it_with_pgbouncer_true(self, pooled_url: str):
         stores = [PostgresStore(pooled_url + "?pgbouncer=true") for _ in range(3)]
