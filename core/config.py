@@ -81,8 +81,8 @@ class Settings(KnowledgeSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///<path> is supported so far (postgresql:// comes with the Postgres store)")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///<path> or postgresql://<user>:<password>@<host>:<port>/<database>")
         return value
 
     @property

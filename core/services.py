@@ -25,6 +25,7 @@ from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
 from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
+from core.storage.postgres import PostgresStore
 from core.storage.records import utcnow
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
@@ -52,6 +53,8 @@ class Services:
 
 def open_store(settings: Settings) -> Store:
     """The store DATABASE_URL names."""
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(settings.database_url)
     return SQLiteStore(settings.sqlite_path)
 
 

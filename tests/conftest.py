@@ -16,6 +16,7 @@ from core.config import Settings
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import serve
+from tests.postgres import PostgresServer, PostgresUnavailable
 from tests.support import signed
 
 # Variables the tests own; anything a developer exported is removed so each test starts from a clean slate.
@@ -101,6 +102,28 @@ class RunningApp:
 @pytest.fixture
 def tmp_db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'app.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test process (each xdist worker has its own), started on first use."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as error:
+        problem = str(error)
+    else:
+        yield server
+        server.stop()
+        return
+    pytest.fail(problem, pytrace=False)  # outside the except: the message alone, not a chain of tracebacks
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated database of its own for one test."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
 
 
 @pytest.fixture

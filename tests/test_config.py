@@ -134,7 +134,7 @@ class TestGlobalVariables:
             ("LOG_LEVEL", "LOUD"),
             ("DEBOUNCE_SECONDS", "-1"),
             ("DATABASE_URL", "mysql://x"),
-            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("DATABASE_URL", "sqlite:app.db"),
             ("WHATSAPP_SEND_MODE", "sometimes"),
             ("WEBHOOK_MAX_BODY_BYTES", "10"),
             ("SCHEDULER_CONCURRENCY", "0"),

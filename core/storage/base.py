@@ -16,7 +16,7 @@ class StoreUnavailable(Exception):
 
 class Store(Protocol):
     async def open(self) -> None:
-        """Connect and create the schema when missing."""
+        """Connect; SQLite creates its schema when missing, Postgres refuses a database not migrated yet."""
 
     async def close(self) -> None: ...
 
