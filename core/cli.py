@@ -1,4 +1,4 @@
-"""`python -m core`: operator commands (knowledge sync, new-client)."""
+"""`python -m core`: operator commands (knowledge sync, new-client, migrate)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from core.knowledge.base import Document, Retriever, SyncReport
 from core.knowledge.documents import clients_dir, knowledge_dir, load_documents, split_passages
 from core.knowledge.factory import build_retriever
 from core.knowledge.settings import KnowledgeSettings
+from core.storage.migrate import main as run_migrations
 
 PLACEHOLDER = "__CLIENT__"
 TEMPLATE = "_template"
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--template", type=Path, help="folder to copy (default: <clients-dir>/_template, else the "
                                                    "project's clients/_template)")
     new.set_defaults(run=new_client)
+
+    migrate = commands.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL (Procfile release phase)")
+    migrate.set_defaults(run=lambda args: run_migrations())
     return parser
 
 

@@ -92,7 +92,11 @@ class TestMigrate:
 class TestCommand:
     def run(self, database_url: str) -> subprocess.CompletedProcess[str]:
         env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL",)}
-        return subprocess.run([sys.executable, "-m", "core.storage.migrate"], cwd=ROOT, capture_output=True, text=True,
+        # Exactly the Procfile's release command.
+        release = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("release:"))
+        command = release.removeprefix("release:").split()
+        assert command[0] == "python"
+        return subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True,
                               env={**env, "DATABASE_URL": database_url}, timeout=60)
 
     def test_migrates_database_url_and_says_what_it_did(self, empty_url: str):
