@@ -1,4 +1,4 @@
-"""`python -m core`: operator commands (knowledge sync, new-client, migrate)."""
+"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from core.knowledge.documents import clients_dir, knowledge_dir, load_documents,
 from core.knowledge.factory import build_retriever
 from core.knowledge.settings import KnowledgeSettings
 from core.storage.migrate import main as run_migrations
+from core.worker import run_worker
 
 PLACEHOLDER = "__CLIENT__"
 TEMPLATE = "_template"
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL (Procfile release phase)")
     migrate.set_defaults(run=lambda args: run_migrations())
+
+    worker = commands.add_parser("worker", help="answer conversations without serving HTTP (Procfile worker)")
+    worker.set_defaults(run=lambda args: asyncio.run(run_worker()) or 0)
     return parser
 
 

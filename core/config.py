@@ -50,6 +50,8 @@ class Settings(KnowledgeSettings):
     scheduler_concurrency: int = Field(default=16, ge=1)
     client_concurrency: int = Field(default=4, ge=1)
     housekeeping_seconds: float = Field(default=30.0, gt=0)
+    # false in web processes when a separate `worker` process (Procfile) answers the conversations.
+    run_scheduler: bool = True
     history_messages: int = Field(default=30, ge=0)
     max_tool_rounds: int = Field(default=5, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -116,7 +116,10 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
                               client_concurrency=settings.client_concurrency,
                               housekeeping=partial(release_idle_takeovers, store, registry),
                               housekeeping_seconds=settings.housekeeping_seconds)
-        scheduler.start()
+        if settings.run_scheduler:
+            scheduler.start()
+        else:
+            log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             yield Services(settings, registry, store, scheduler, senders, outbox)
         finally:

@@ -56,7 +56,7 @@ class Scheduler:
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming, let running turns finish for `grace_seconds`, then cancel them (their leases are released)."""
         self._stopping = True
-        self._wake.set()
+        self._wake.set()  # (a scheduler never started has no loop and nothing running: stopping is a no-op)
         if self._loop_task is not None:
             await self._loop_task
         if self._running:
