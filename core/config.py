@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict, SettingsError
 
 from core.errors import ConfigError
@@ -42,6 +42,10 @@ class Settings(KnowledgeSettings):
     whatsapp_retry_base_seconds: float = Field(default=1.0, gt=0)
     typing_refresh_seconds: float = Field(default=20.0, gt=0)
     media_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    media_archive_dir: Path = Path("data/media")
+    supabase_url: str | None = None
+    supabase_service_key: SecretStr | None = None
+    supabase_media_bucket: str = "whatsapp-media"
     history_token_budget: int = Field(default=6000, ge=100)
     debounce_seconds: float = Field(default=3.0, ge=0)
     debounce_max_seconds: float = Field(default=15.0, ge=0)
@@ -60,7 +64,7 @@ class Settings(KnowledgeSettings):
     clients_package: str = "clients"
 
     @field_validator("openai_api_key", "openai_base_url", "openai_classifier_model", "meta_app_secret",
-                     "whatsapp_verify_token", mode="before")
+                     "whatsapp_verify_token", "supabase_url", "supabase_service_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -86,6 +90,13 @@ class Settings(KnowledgeSettings):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("use sqlite:///<path> or postgresql://<user>:<password>@<host>:<port>/<database>")
         return value
+
+    @model_validator(mode="after")
+    def _supabase_pair(self) -> Settings:
+        if (self.supabase_url is None) != (self.supabase_service_key is None):
+            missing = "SUPABASE_SERVICE_KEY" if self.supabase_service_key is None else "SUPABASE_URL"
+            raise ValueError(f"{missing} must be set too: media go to Supabase Storage with both, else to a folder")
+        return self
 
     @property
     def sqlite_path(self) -> Path:

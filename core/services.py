@@ -26,6 +26,7 @@ from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
 from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
 from core.storage.postgres import PostgresStore
+from core.storage.media import LocalMediaArchive, MediaArchive, SupabaseMediaArchive
 from core.storage.records import utcnow
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
@@ -78,6 +79,14 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, Asy
     return agent, openai
 
 
+def open_media_archive(settings: Settings) -> MediaArchive:
+    """Supabase Storage when SUPABASE_URL and SUPABASE_SERVICE_KEY are set, else a local folder."""
+    if settings.supabase_url and settings.supabase_service_key:
+        return SupabaseMediaArchive(settings.supabase_url, settings.supabase_service_key.get_secret_value(),
+                                    settings.supabase_media_bucket)
+    return LocalMediaArchive(settings.media_archive_dir)
+
+
 async def seed_documents(store: Store, registry: ClientRegistry) -> None:
     """Put each client's seed documents in the store the first time; after that the store's copy is the truth."""
     for client in registry:
@@ -94,6 +103,7 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
     await store.open()
     await seed_documents(store, registry)
     retriever = build_retriever(settings)
+    archive = open_media_archive(settings)
     async with EmailNotifier() as notifier, httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
         toolbox = ServiceToolbox(store, retriever, notifier, top_k=settings.knowledge_top_k)
         agent, openai = build_agent(settings, toolbox)
@@ -104,7 +114,7 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
                                                   base_seconds=settings.whatsapp_retry_base_seconds,
                                                   max_wait_seconds=30.0, deadline_seconds=90.0))
         transcriber = OpenAITranscriber(openai, settings.openai_transcription_model) if openai else None
-        media = MediaReader(store, transcriber, settings.media_max_bytes)
+        media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
                                  history_messages=settings.history_messages)
@@ -127,6 +137,7 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
             if openai is not None:
                 await openai.close()
             await retriever.aclose()
+            await archive.aclose()
             await store.close()
 
 

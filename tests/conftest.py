@@ -21,7 +21,8 @@ from tests.support import signed
 
 # Variables the tests own; anything a developer exported is removed so each test starts from a clean slate.
 OWNED_PREFIXES = ("DEMO_", "EMPRENDEMY_", "META_", "OPENAI_", "WHATSAPP_", "DATABASE_URL", "DEBOUNCE_", "LEASE_",
-                  "SCHEDULER_", "HISTORY_", "MAX_TOOL_", "WEBHOOK_", "LOG_LEVEL", "CLIENTS_PACKAGE")
+                  "SCHEDULER_", "HISTORY_", "MAX_TOOL_", "WEBHOOK_", "LOG_LEVEL", "CLIENTS_PACKAGE", "MEDIA_",
+                  "SUPABASE_", "PINECONE_", "RUN_SCHEDULER")
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_app(monkeypatch: pytest.MonkeyPatch, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> Iterator[Any]:
+def start_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_db: str, graph: FakeGraph,
+              llm: FakeOpenAI) -> Iterator[Any]:
     """Start the real app under uvicorn with the given client env and settings; stopped at test end.
 
     It depends on the stand-ins so that they outlive the app: a turn still running at shutdown finishes
@@ -137,7 +139,8 @@ def start_app(monkeypatch: pytest.MonkeyPatch, tmp_db: str, graph: FakeGraph, ll
     def start(env: dict[str, str] | None = None, **overrides: Any) -> RunningApp:
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
-        options = {"database_url": tmp_db, "debounce_seconds": 0.3, "scheduler_poll_seconds": 0.5, **overrides}
+        options = {"database_url": tmp_db, "debounce_seconds": 0.3, "scheduler_poll_seconds": 0.5,
+                   "media_archive_dir": tmp_path / "media", **overrides}
         settings = Settings(_env_file=None, **options)
         app = create_app(settings, env_file=None)
         server = serve(app)

@@ -41,6 +41,7 @@ class MessageRead(BaseModel):
     wa_timestamp: datetime | None
     batch_id: str | None
     category: str | None
+    media_path: str | None
     processed_at: datetime | None
     prompt_tokens: int
     completion_tokens: int

@@ -49,6 +49,9 @@ class Store(Protocol):
     async def update_text(self, message_id: int, text: str) -> None:
         """Replace a message's text (a voice note's transcript, a described image)."""
 
+    async def set_media_path(self, message_id: int, path: str) -> None:
+        """Record where a received file was archived."""
+
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
                         now: datetime) -> list[StoredMessage]:
         """Atomically mark the batch answered and store what the turn produced, adding its tokens.

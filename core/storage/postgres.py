@@ -310,6 +310,9 @@ class PostgresStore:
     async def update_text(self, message_id: int, text: str) -> None:
         await self._write(lambda conn: conn.execute("UPDATE messages SET text = $1 WHERE id = $2", _text(text), message_id))
 
+    async def set_media_path(self, message_id: int, path: str) -> None:
+        await self._write(lambda conn: conn.execute("UPDATE messages SET media_path = $1 WHERE id = $2", path, message_id))
+
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
                         now: datetime) -> list[StoredMessage]:
         async def write(conn: asyncpg.Connection) -> list[StoredMessage]:
@@ -519,4 +522,5 @@ def _message(row: asyncpg.Record) -> StoredMessage:
         error=row["error"], wa_timestamp=row["wa_timestamp"], batch_id=row["batch_id"],
         processed_at=row["processed_at"], prompt_tokens=row["prompt_tokens"],
         completion_tokens=row["completion_tokens"], created_at=row["created_at"], category=row["category"],
+        media_path=row["media_path"],
     )

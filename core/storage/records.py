@@ -74,6 +74,7 @@ class StoredMessage:
     completion_tokens: int
     created_at: datetime
     category: str | None = None
+    media_path: str | None = None
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class SQLiteStore:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
             return db
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
@@ -238,6 +239,9 @@ class SQLiteStore:
 
     async def update_text(self, message_id: int, text: str) -> None:
         await self._write(lambda db: db.execute("UPDATE messages SET text = ? WHERE id = ?", (text, message_id)))
+
+    async def set_media_path(self, message_id: int, path: str) -> None:
+        await self._write(lambda db: db.execute("UPDATE messages SET media_path = ? WHERE id = ?", (path, message_id)))
 
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
                         now: datetime) -> list[StoredMessage]:
@@ -430,6 +434,17 @@ class SQLiteStore:
         return await self._run(read)
 
 
+# Columns added after a file may have been created: (table, column, declaration).
+_LATER_COLUMNS = [("messages", "media_path", "TEXT")]
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring an older laptop database up to the schema (CREATE TABLE IF NOT EXISTS leaves old tables as they are)."""
+    for table, column, declaration in _LATER_COLUMNS:
+        if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _insert(db: sqlite3.Connection, conversation_id: int, item: NewMessage, batch_id: str | None, stamp: str | None) -> int:
     cursor = db.execute(
         """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, status, error, batch_id,
@@ -480,4 +495,5 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         batch_id=row["batch_id"], processed_at=_time(row["processed_at"]),
         prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
         created_at=_time(row["created_at"]), category=row["category"],  # type: ignore[arg-type]
+        media_path=row["media_path"],
     )

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS messages (
     processed_at      TEXT,                           -- when the turn completed; NULL for an unanswered inbound message
     prompt_tokens     INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    created_at        TEXT    NOT NULL
+    created_at        TEXT    NOT NULL,
+    media_path        TEXT                            -- where a received file is archived (folder or Supabase bucket)
 );
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (conversation_id) WHERE processed_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_timeline ON messages (conversation_id, processed_at);
