@@ -141,7 +141,8 @@ async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIte
             await store.close()
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI would run a plain def dependency in its thread pool, a hop per request for a field lookup.
     return request.state.services
 
 
