@@ -10,12 +10,14 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import EMPRENDEMY
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
+from tests.postgres import run_async
 from tests.processes import ServerProcess, free_port, server_process, uvicorn_command
 from tests.support import new_wamid, signed, text_delivery, wait_for
 
@@ -107,8 +109,10 @@ def test_batches_held_by_a_killed_server_are_answered_once_after_their_lease(tmp
             port = free_port()
             servers.append(stack.enter_context(server_process(uvicorn_command(port), port, env, tmp_path / f"{name}.log")))
         asyncio.run(send_bursts([server.url for server in servers], users))
-        wait_for(lambda: len(llm.requests) >= 20, timeout=30, what="turns to be under way in every server")
-        victim = servers[0]
+        # Every burst is in a model call (the servers have 96 slots for 60 turns); kill a server that holds some.
+        wait_for(lambda: len(llm.requests) == len(users), timeout=30, what="every burst to reach the model")
+        holders = run_async(lease_owner_pids(postgres_url))
+        victim = next(server for server in servers if server.process.pid in holders)
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(timeout=10)
         llm.gate.set()
@@ -132,6 +136,16 @@ def test_gunicorn_with_several_workers_on_postgres_answers_a_burst_once(tmp_path
                  what="every burst to be answered")
         wait_for(lambda: all_settled(server.url), timeout=30, interval=0.1, what="every conversation to settle")
         check_every_burst_answered_once(server.url, graph, users)
+
+
+async def lease_owner_pids(database_url: str) -> set[int]:
+    """Processes holding a lease now (an owner is named <host>:<pid>:<random>)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT DISTINCT lease_owner FROM conversations WHERE lease_owner IS NOT NULL")
+    finally:
+        await conn.close()
+    return {int(row["lease_owner"].split(":")[1]) for row in rows}
 
 
 def all_settled(url: str) -> bool:
