@@ -44,6 +44,20 @@ DEMO = TestClientIds("demo", "1001", "2001", "demo-token", "demo-secret", "demo-
 EMPRENDEMY = TestClientIds("emprendemy", "1002", "2002", "emp-token", "emp-secret", "emp-key")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (pytest.mark.anyio) run on asyncio, as the service does."""
+    return "asyncio"
+
+
+@pytest.fixture
+def empty_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database on the tests' PostgreSQL server, with no schema (for migration tests)."""
+    url = postgres_server.create_database(migrated=False)
+    yield url
+    postgres_server.drop_database(url)
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):

@@ -132,8 +132,3 @@ async def test_an_older_sqlite_file_gets_the_new_column(tmp_path: Path):
     await store.close()
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(messages)")}
     assert "media_path" in columns
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

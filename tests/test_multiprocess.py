@@ -94,7 +94,7 @@ def test_three_servers_on_one_database_answer_each_burst_once(tmp_path: Path, po
         asyncio.run(send_bursts([server.url for server in servers], users))
         wait_for(lambda: len({c.body["to"] for c in graph.texts()}) == USERS, timeout=60, interval=0.1,
                  what="every burst to be answered")
-        wait_for(lambda: all_settled(servers[0].url), timeout=30, interval=0.1, what="every conversation to settle")
+        wait_for(lambda: all_settled(servers[0].url), timeout=60, interval=0.1, what="every conversation to settle")
         check_every_burst_answered_once(servers[1].url, graph, users)
 
 
@@ -110,7 +110,8 @@ def test_batches_held_by_a_killed_server_are_answered_once_after_their_lease(tmp
             servers.append(stack.enter_context(server_process(uvicorn_command(port), port, env, tmp_path / f"{name}.log")))
         asyncio.run(send_bursts([server.url for server in servers], users))
         # Every burst is in a model call (the servers have 96 slots for 60 turns); kill a server that holds some.
-        wait_for(lambda: len(llm.requests) == len(users), timeout=30, what="every burst to reach the model")
+        wait_for(lambda: len(llm.requests) >= len(users), timeout=60, what="every burst to reach the model")
+        assert len(llm.requests) == len(users), "premise: each burst is one turn"
         holders = run_async(lease_owner_pids(postgres_url))
         victim = next(server for server in servers if server.process.pid in holders)
         victim.process.send_signal(signal.SIGKILL)
@@ -118,7 +119,7 @@ def test_batches_held_by_a_killed_server_are_answered_once_after_their_lease(tmp
         llm.gate.set()
         wait_for(lambda: len({c.body["to"] for c in graph.texts()}) == len(users), timeout=60, interval=0.1,
                  what="every burst, the dead server's included, to be answered")
-        wait_for(lambda: all_settled(servers[1].url), timeout=30, interval=0.1, what="every conversation to settle")
+        wait_for(lambda: all_settled(servers[1].url), timeout=60, interval=0.1, what="every conversation to settle")
         check_every_burst_answered_once(servers[2].url, graph, users)
     # The dead server had asked the model for some bursts: those were asked again by the survivors, answered once.
     assert len(llm.requests) > len(users)
@@ -134,7 +135,7 @@ def test_gunicorn_with_several_workers_on_postgres_answers_a_burst_once(tmp_path
         asyncio.run(send_bursts([server.url], users))
         wait_for(lambda: len({c.body["to"] for c in graph.texts()}) == len(users), timeout=60, interval=0.1,
                  what="every burst to be answered")
-        wait_for(lambda: all_settled(server.url), timeout=30, interval=0.1, what="every conversation to settle")
+        wait_for(lambda: all_settled(server.url), timeout=60, interval=0.1, what="every conversation to settle")
         check_every_burst_answered_once(server.url, graph, users)
 
 

@@ -27,8 +27,3 @@ def smtp() -> Iterator[Smtp]:
     mailbox = Mailbox()
     with smtp_server(mailbox) as port:
         yield Smtp(mailbox, port)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

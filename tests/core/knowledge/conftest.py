@@ -45,11 +45,6 @@ Todos los productos de la tienda tienen garantía de un año.
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def no_knowledge_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):

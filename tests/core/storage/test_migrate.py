@@ -11,25 +11,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from core.storage.postgres import TABLES
 from core.storage.migrate import MIGRATIONS_DIR, MigrationError, migrate, migrations
 from core.storage.sqlite import SCHEMA
 from tests.postgres import PostgresServer
 from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.anyio
-TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def empty_url(postgres_server: PostgresServer) -> str:
-    url = postgres_server.create_database(migrated=False)
-    yield url
-    postgres_server.drop_database(url)
 
 
 async def fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:

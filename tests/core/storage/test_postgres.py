@@ -26,18 +26,6 @@ DEBOUNCE = Debounce(seconds=3, max_seconds=15)
 _wamids = itertools.count(1)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def empty_url(postgres_server: PostgresServer) -> str:
-    url = postgres_server.create_database(migrated=False)
-    yield url
-    postgres_server.drop_database(url)
-
-
 async def execute(url: str, query: str) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -94,7 +82,6 @@ class TestSettings:
         dsn, options = connection_options("postgresql://u@h:6543/db?statement_cache_size=50&pool_size=3&sslmode=require")
         assert (options["statement_cache_size"], options["max_size"]) == (50, 3)
         assert dsn == "postgresql://u@h:6543/db?sslmode=require"
-
 
 
 class TestTransactionPooler:

@@ -26,11 +26,6 @@ _ids = itertools.count(1)
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Makes (unopened) stores on one database of the test's own: a SQLite file, or a fresh Postgres database."""
