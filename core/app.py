@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from core.api.router import ClientApps, add_error_handlers
 from core.clients import discover, load_registry
+from core.clock import Clock
 from core.config import Settings, load_settings
 from core.health import router as health_router
 from core.logs import configure_logging
@@ -20,8 +21,11 @@ from core.webhook.router import router as webhook_router
 log = logging.getLogger("core.app")
 
 
-def create_app(settings: Settings | None = None, *, env_file: Path | None = Path(".env")) -> FastAPI:
-    """Read configuration, discover clients and wire the app; bad configuration raises ConfigError here."""
+def create_app(settings: Settings | None = None, *, env_file: Path | None = Path(".env"),
+               clock: Clock | None = None) -> FastAPI:
+    """Read configuration, discover clients and wire the app; bad configuration raises ConfigError here.
+
+    `clock` is the time the service sees (the machine's by default; tests set another day)."""
     settings = settings or load_settings(_env_file=env_file)
     configure_logging(settings.log_level)
     registry = load_registry(discover(settings.clients_package), settings, env_file)
@@ -29,7 +33,7 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         # Sub-apps run no lifespan of their own: shared resources live here and reach them via request.state.
-        async with run_services(settings, registry) as services:
+        async with run_services(settings, registry, clock) as services:
             log.info("app.started", extra={"clients": ",".join(c.name for c in registry) or "none"})
             yield {"services": services}
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from fastapi import Depends, Request
 from openai import AsyncOpenAI
 
 from core.clients import ClientRegistry
+from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.conversation.media import MediaReader
 from core.knowledge.factory import build_retriever
@@ -27,7 +29,6 @@ from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
 from core.storage.postgres import PostgresStore
 from core.storage.media import LocalMediaArchive, MediaArchive, SupabaseMediaArchive
-from core.storage.records import utcnow
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
@@ -46,6 +47,7 @@ SHUTDOWN_GRACE_SECONDS = 20.0
 class Services:
     settings: Settings
     registry: ClientRegistry
+    clock: Clock
     store: Store
     scheduler: Scheduler
     senders: Senders
@@ -87,51 +89,53 @@ def open_media_archive(settings: Settings) -> MediaArchive:
     return LocalMediaArchive(settings.media_archive_dir)
 
 
-async def seed_documents(store: Store, registry: ClientRegistry) -> None:
+async def seed_documents(store: Store, registry: ClientRegistry, now: datetime) -> None:
     """Put each client's seed documents in the store the first time; after that the store's copy is the truth."""
     for client in registry:
         for key, path in client.spec.seed_documents.items():
             if await store.get_document(client.name, key) is None:
-                await store.put_document(client.name, key, json.loads(path.read_text(encoding="utf-8")), utcnow())
+                await store.put_document(client.name, key, json.loads(path.read_text(encoding="utf-8")), now)
                 log.info("clients.document_seeded", extra={"client": client.name, "key": key, "file": path.name})
 
 
 @asynccontextmanager
-async def run_services(settings: Settings, registry: ClientRegistry) -> AsyncIterator[Services]:
+async def run_services(settings: Settings, registry: ClientRegistry,
+                       clock: Clock | None = None) -> AsyncIterator[Services]:
     """Open the store and HTTP clients, run the scheduler, and close everything in reverse order."""
+    clock = clock or SystemClock()
     store = open_store(settings)
     await store.open()
-    await seed_documents(store, registry)
+    await seed_documents(store, registry, clock.now())
     retriever = build_retriever(settings)
     archive = open_media_archive(settings)
     async with EmailNotifier() as notifier, httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
-        toolbox = ServiceToolbox(store, retriever, notifier, top_k=settings.knowledge_top_k)
+        toolbox = ServiceToolbox(store, retriever, notifier, clock, top_k=settings.knowledge_top_k)
         agent, openai = build_agent(settings, toolbox)
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
                       pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
         outbox = Outbox(store, pacer, RetryPolicy(attempts=settings.whatsapp_retry_attempts,
                                                   base_seconds=settings.whatsapp_retry_base_seconds,
-                                                  max_wait_seconds=30.0, deadline_seconds=90.0))
+                                                  max_wait_seconds=30.0, deadline_seconds=90.0), clock)
         transcriber = OpenAITranscriber(openai, settings.openai_transcription_model) if openai else None
         media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
                                  history_messages=settings.history_messages)
-        processor = Processor(store, registry, agent, senders, media, outbox, timing,
+        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock,
                               notify=lambda client, subject, body: toolbox.notify_staff(client.name, client.settings,
                                                                                         subject, body))
-        scheduler = Scheduler(store, processor.process, lease_seconds=settings.lease_seconds,
+        scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_concurrency=settings.client_concurrency,
-                              housekeeping=partial(release_idle_takeovers, store, registry),
+                              housekeeping=partial(release_idle_takeovers, store, registry, clock),
                               housekeeping_seconds=settings.housekeeping_seconds)
         if settings.run_scheduler:
             scheduler.start()
         else:
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
-            yield Services(settings, registry, store, scheduler, senders, outbox)
+            yield Services(settings, registry, clock, store, scheduler, senders, outbox)
         finally:
             await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
             if openai is not None:

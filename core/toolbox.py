@@ -8,14 +8,15 @@ from typing import Any
 from core.knowledge.base import Passage, Retriever
 from core.notify.email import EmailNotifier
 from core.storage.base import Store
-from core.storage.records import utcnow
+from core.clock import Clock
 
 log = logging.getLogger("core.toolbox")
 
 
 class ServiceToolbox:
-    def __init__(self, store: Store, retriever: Retriever, notifier: EmailNotifier, *, top_k: int) -> None:
+    def __init__(self, store: Store, retriever: Retriever, notifier: EmailNotifier, clock: Clock, *, top_k: int) -> None:
         self._store = store
+        self._clock = clock
         self.retriever = retriever
         self._notifier = notifier
         self._top_k = top_k
@@ -35,7 +36,7 @@ class ServiceToolbox:
         return await self._store.get_document(client, key)
 
     async def put_document(self, client: str, key: str, data: Any) -> None:
-        await self._store.put_document(client, key, data, utcnow())
+        await self._store.put_document(client, key, data, self._clock.now())
 
     async def add_record(self, client: str, kind: str, data: dict[str, Any], conversation_id: int | None) -> int:
-        return await self._store.add_record(client, kind, data, conversation_id, utcnow())
+        return await self._store.add_record(client, kind, data, conversation_id, self._clock.now())

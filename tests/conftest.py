@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from core.app import create_app
+from core.clock import Clock, SystemClock
 from core.config import Settings
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
@@ -86,6 +87,7 @@ class RunningApp:
     url: str
     http: httpx.Client
     settings: Settings
+    clock: Clock
 
     def post_webhook(self, body: dict[str, Any] | bytes, secret: str | None) -> httpx.Response:
         raw, headers = signed(body, secret)
@@ -150,19 +152,20 @@ def start_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_db: str, grap
     against them instead of retrying against closed ports."""
     stack: list[Any] = []
 
-    def start(env: dict[str, str] | None = None, **overrides: Any) -> RunningApp:
+    def start(env: dict[str, str] | None = None, *, clock: Clock | None = None, **overrides: Any) -> RunningApp:
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
         options = {"database_url": tmp_db, "debounce_seconds": 0.3, "scheduler_poll_seconds": 0.5,
                    "media_archive_dir": tmp_path / "media", **overrides}
         settings = Settings(_env_file=None, **options)
-        app = create_app(settings, env_file=None)
+        clock = clock or SystemClock()
+        app = create_app(settings, env_file=None, clock=clock)
         server = serve(app)
         url = server.__enter__()
         stack.append(server)
         http = httpx.Client(timeout=10)
         stack.append(http)
-        return RunningApp(url, http, settings)
+        return RunningApp(url, http, settings, clock)
 
     yield start
     for item in reversed(stack):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,11 +49,50 @@ def text_delivery(waba_id: str, phone_number_id: str, wa_id: str, body: str, *, 
     }
 
 
-def load_delivery(name: str, waba_id: str, phone_number_id: str) -> dict[str, Any]:
-    """A recorded delivery from tests/data/webhooks with the ids of a test client filled in."""
+def load_delivery(name: str, waba_id: str, phone_number_id: str, *, replayed_at: datetime | None = None
+                  ) -> dict[str, Any]:
+    """A recorded delivery from tests/data/webhooks with the ids of a test client filled in.
+
+    With `replayed_at`, its times are moved so that its newest message or status happened at that instant."""
     text = (WEBHOOK_DATA / name).read_text()
     text = text.replace("{{WABA_ID}}", waba_id).replace("{{PHONE_NUMBER_ID}}", phone_number_id)
-    return json.loads(text.replace("{{DISPLAY_PHONE_NUMBER}}", "5491100000000"))
+    document = json.loads(text.replace("{{DISPLAY_PHONE_NUMBER}}", "5491100000000"))
+    return document if replayed_at is None else replay(document, replayed_at)
+
+
+# Meta's Unix-seconds fields: messages' and statuses' `timestamp`, management changes' `entry[].time`, and a
+# conversation's `expiration_timestamp`; strings, except `time`.
+_TIME_KEYS = ("timestamp", "time", "expiration_timestamp")
+
+
+def replay(document: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """A copy of a recorded delivery as if sent now: every time shifted by one amount, so their spacing is kept."""
+    times = list(_times(document))
+    if not times:
+        return document
+    shift = int(at.timestamp()) - max(times)
+    return _shifted(document, shift)
+
+
+def _times(node: Any) -> Iterator[int]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _TIME_KEYS and str(value).isdigit() and key != "expiration_timestamp":
+                yield int(value)
+            else:
+                yield from _times(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _times(item)
+
+
+def _shifted(node: Any, shift: int) -> Any:
+    if isinstance(node, dict):
+        return {key: (type(value)(int(value) + shift) if key in _TIME_KEYS and str(value).isdigit() else
+                      _shifted(value, shift)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_shifted(item, shift) for item in node]
+    return node
 
 
 def signed(body: dict[str, Any] | bytes, secret: str | None) -> tuple[bytes, dict[str, str]]:

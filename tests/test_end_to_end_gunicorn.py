@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import tests.test_end_to_end as scenarios
+from core.clock import SystemClock
 from core.config import Settings
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.fakes.graph import FakeGraph
@@ -35,5 +36,5 @@ def live_app(tmp_path: Path, postgres_url: str, graph: FakeGraph, llm: FakeOpenA
     port = free_port()
     with server_process(procfile_web(port, 3), port, env, tmp_path / "gunicorn.log") as server, \
             httpx.Client(timeout=10) as http:
-        yield RunningApp(server.url, http, Settings(_env_file=None, database_url=postgres_url))
+        yield RunningApp(server.url, http, Settings(_env_file=None, database_url=postgres_url), SystemClock())
     assert "Booting worker" in server.log()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.conftest import DEMO, RunningApp
+from core.clock import StartedClock
+from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.support import load_delivery, text_delivery, wait_for
@@ -52,10 +53,20 @@ SILENT = {"reaction.json", "system.json"}
 STATUSES = ["status_sent.json", "status_delivered.json", "status_read.json", "status_failed.json"]
 NOT_MESSAGES = ["template_status.json", "template_quality.json", "phone_quality.json", "account_update.json",
                 "smb_message_echoes.json", "value_errors.json"]
+# The day the fixtures were recorded (their first timestamp, 1795322400; tests/data/webhooks/README.md).
+RECORDED_AT = datetime(2026, 11, 22, 4, 40, tzinfo=UTC)
 
 
-def demo_delivery(name: str) -> dict[str, Any]:
-    return load_delivery(name, DEMO.waba_id, DEMO.phone_number_id)
+@pytest.fixture
+def live_app(start_app, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
+    """Both clients live, with the app's clock 30 days after the recordings: a replay must not depend on the date."""
+    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, clock=StartedClock(RECORDED_AT + timedelta(days=30)),
+                     openai_api_key="sk-test", openai_base_url=llm.url, whatsapp_api_base_url=graph.url)
+
+
+def demo_delivery(app: RunningApp, name: str, age: timedelta = timedelta(0)) -> dict[str, Any]:
+    """A recorded delivery replayed as if its newest event happened `age` ago by the app's clock."""
+    return load_delivery(name, DEMO.waba_id, DEMO.phone_number_id, replayed_at=app.clock.now() - age)
 
 
 def sent_messages(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,7 +105,8 @@ def wait_settled(app: RunningApp, user_key: str) -> None:
 
 def prove_idle_with_a_sentinel(app: RunningApp, graph: FakeGraph) -> None:
     """Send a text from another user and wait for its one reply: whatever came before has been handled by then."""
-    sentinel = text_delivery(DEMO.waba_id, DEMO.phone_number_id, SENTINEL, "ping")
+    sentinel = text_delivery(DEMO.waba_id, DEMO.phone_number_id, SENTINEL, "ping",
+                             timestamp=int(app.clock.now().timestamp()))
     assert app.post_webhook(sentinel, DEMO.secret).status_code == 200
     wait_for(lambda: any(call.body.get("to") == SENTINEL for call in graph.texts()), what="the sentinel's reply")
     wait_settled(app, SENTINEL)
@@ -104,7 +116,7 @@ class TestEveryInboundTypeIsStored:
     @pytest.mark.parametrize("name", sorted(INBOUND))
     def test_inbound_fixture_is_stored_as_user_messages(self, name: str, live_app: RunningApp, graph: FakeGraph,
                                                         llm: FakeOpenAI):
-        document = demo_delivery(name)
+        document = demo_delivery(live_app, name)
         originals = sent_messages(document)
         expected = INBOUND[name]
         assert len(originals) == len(expected)
@@ -132,7 +144,7 @@ class TestEveryInboundTypeIsStored:
 
     def test_several_messages_are_kept_in_the_order_they_were_sent(self, live_app: RunningApp, graph: FakeGraph,
                                                                    llm: FakeOpenAI):
-        assert live_app.post_webhook(demo_delivery("several_messages.json"), DEMO.secret).status_code == 200
+        assert live_app.post_webhook(demo_delivery(live_app, "several_messages.json"), DEMO.secret).status_code == 200
         wait_settled(live_app, MARTA)
 
         conversation = conversation_of(live_app, MARTA)
@@ -142,7 +154,7 @@ class TestEveryInboundTypeIsStored:
         assert graph.texts()[0].text == "echo: hola | una consulta | ¿hasta qué hora atienden hoy?"
 
     def test_multi_entry_reaches_both_users(self, live_app: RunningApp, graph: FakeGraph, llm: FakeOpenAI):
-        assert live_app.post_webhook(demo_delivery("multi_entry.json"), DEMO.secret).status_code == 200
+        assert live_app.post_webhook(demo_delivery(live_app, "multi_entry.json"), DEMO.secret).status_code == 200
         wait_settled(live_app, MARTA)
         wait_settled(live_app, JULIAN)
 
@@ -155,7 +167,7 @@ class TestWhichMessagesAreAnswered:
     @pytest.mark.parametrize("name", sorted(SILENT))
     def test_silent_type_is_stored_but_never_answered(self, name: str, live_app: RunningApp, graph: FakeGraph,
                                                       llm: FakeOpenAI):
-        response = live_app.post_webhook(demo_delivery(name), DEMO.secret)
+        response = live_app.post_webhook(demo_delivery(live_app, name), DEMO.secret)
 
         assert response.status_code == 200
         assert response.json()["stored"] == 1
@@ -168,7 +180,7 @@ class TestWhichMessagesAreAnswered:
         assert message["processed_at"] is not None
 
     def test_text_gets_exactly_one_reply_to_the_sender(self, live_app: RunningApp, graph: FakeGraph, llm: FakeOpenAI):
-        assert live_app.post_webhook(demo_delivery("text.json"), DEMO.secret).status_code == 200
+        assert live_app.post_webhook(demo_delivery(live_app, "text.json"), DEMO.secret).status_code == 200
 
         wait_for(graph.texts, what="a reply")
         wait_settled(live_app, MARTA)
@@ -187,7 +199,7 @@ class TestWhichMessagesAreAnswered:
 
     def test_bsuid_only_user_is_answered_by_recipient_not_to(self, live_app: RunningApp, graph: FakeGraph,
                                                              llm: FakeOpenAI):
-        assert live_app.post_webhook(demo_delivery("bsuid_only.json"), DEMO.secret).status_code == 200
+        assert live_app.post_webhook(demo_delivery(live_app, "bsuid_only.json"), DEMO.secret).status_code == 200
 
         wait_for(graph.texts, what="a reply")
         wait_settled(live_app, LUCIA_BSUID)
@@ -205,7 +217,7 @@ class TestNothingToAnswer:
     @pytest.mark.parametrize("name", STATUSES)
     def test_status_alone_is_acknowledged_and_answers_nothing(self, name: str, live_app: RunningApp,
                                                                graph: FakeGraph, llm: FakeOpenAI):
-        response = live_app.post_webhook(demo_delivery(name), DEMO.secret)
+        response = live_app.post_webhook(demo_delivery(live_app, name), DEMO.secret)
 
         assert response.status_code == 200
         assert response.json() == {"status": "ok", "stored": 0}
@@ -217,7 +229,7 @@ class TestNothingToAnswer:
     @pytest.mark.parametrize("name", NOT_MESSAGES)
     def test_non_message_change_is_acknowledged_and_stores_nothing(self, name: str, live_app: RunningApp,
                                                                     graph: FakeGraph, llm: FakeOpenAI):
-        response = live_app.post_webhook(demo_delivery(name), DEMO.secret)
+        response = live_app.post_webhook(demo_delivery(live_app, name), DEMO.secret)
 
         assert response.status_code == 200
         assert response.json() == {"status": "ok", "stored": 0}
@@ -225,3 +237,20 @@ class TestNothingToAnswer:
         assert [c["user_key"] for c in conversations(live_app)] == [SENTINEL]
         assert [call.body["to"] for call in graph.texts()] == [SENTINEL]
         assert len(llm.requests) == 1
+
+
+class TestTheWindowFollowsTheAppsClock:
+    def test_a_delivery_25_hours_old_is_stored_flagged_and_not_answered(self, live_app: RunningApp, graph: FakeGraph,
+                                                                       llm: FakeOpenAI):
+        response = live_app.post_webhook(demo_delivery(live_app, "text.json", age=timedelta(hours=25)), DEMO.secret)
+
+        assert response.status_code == 200
+        assert response.json()["stored"] == 1
+        wait_settled(live_app, MARTA)
+        conversation = conversation_of(live_app, MARTA)
+        assert conversation["needs_attention"] is True
+        assert "24 h window" in conversation["attention_reason"]
+        assert graph.texts() == []
+        assert llm.requests == []  # no model call for a reply that could not be sent
+        [message] = messages_of(live_app, conversation["id"])
+        assert message["text"] == "Hola! ¿Tienen turnos para mañana a la tarde?"

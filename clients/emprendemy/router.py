@@ -10,7 +10,6 @@ from fastapi.exceptions import RequestValidationError
 from clients.emprendemy.catalogue import DOCUMENT, Catalogue, Course, duplicates
 from core.errors import NotFound
 from core.services import ServicesDep
-from core.storage.records import utcnow
 
 CLIENT = "emprendemy"
 
@@ -37,7 +36,7 @@ async def put_courses(services: ServicesDep, courses: Annotated[list[Course], Bo
         raise RequestValidationError([{"type": "value_error", "loc": ("body", index, field), "msg": message,
                                        "input": getattr(courses[index], field)} for index, field, message in problems])
     catalogue = Catalogue(courses)
-    await services.store.put_document(CLIENT, DOCUMENT, catalogue.model_dump(mode="json"), utcnow())
+    await services.store.put_document(CLIENT, DOCUMENT, catalogue.model_dump(mode="json"), services.clock.now())
     return catalogue
 
 

@@ -69,11 +69,11 @@ def build_client_router(client: Client) -> APIRouter:
     async def operator_message(services: ServicesDep, conversation_id: int, body: OperatorMessage) -> MessageRead:
         """Send an operator's text through WhatsApp; 422 outside the 24 h window, 502 when WhatsApp refuses."""
         sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
-                                           conversation_id, body.text)
+                                           conversation_id, body.text, services.clock.now())
         return MessageRead.model_validate(sent, from_attributes=True)
 
     async def _switch(services: Services, conversation_id: int, mode: Mode) -> ConversationRead:
-        await set_mode(services.store, client, conversation_id, mode)
+        await set_mode(services.store, client, conversation_id, mode, services.clock.now())
         conversation = await services.store.get_conversation(client.name, conversation_id)
         return ConversationRead.model_validate(conversation, from_attributes=True)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from core.clients import Client
-from core.conversation.window import is_within_window
+from core.clock import Clock
+from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.retry import RetryPolicy
 from core.storage.base import Store
-from core.storage.records import Conversation, StoredMessage, utcnow
+from core.storage.records import Conversation, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.pacing import Pacer
@@ -22,8 +23,9 @@ TOKEN_INVALID = 190
 class Outbox:
     """Sends a conversation's stored outbound messages in order and records each outcome."""
 
-    def __init__(self, store: Store, pacer: Pacer, retry: RetryPolicy) -> None:
+    def __init__(self, store: Store, pacer: Pacer, retry: RetryPolicy, clock: Clock) -> None:
         self._store = store
+        self._clock = clock
         self._pacer = pacer
         self._retry = retry
 
@@ -33,12 +35,12 @@ class Outbox:
         fields = {"client": client.name, "conversation": conversation.id}
         sandbox = client.send_mode == "sandbox"
         for index, message in enumerate(messages):
-            if not is_within_window(conversation.last_inbound_at, utcnow()):
+            if not is_within_window(conversation.last_inbound_at, self._clock.now()):
                 error = {"code": OUTSIDE_WINDOW, "title": "outside the 24 h window",
                          "message": "free-form messages need the user to have written in the last 24 hours"}
                 log.warning("whatsapp.outside_window", extra=fields)
                 await self._fail_rest(messages[index:], error)
-                await self._store.flag(conversation.id, "outside the 24 h window: a template is needed")
+                await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
                 return False
             try:
                 wamid = await self._send(client, sender, conversation, message.text or "")
@@ -67,7 +69,7 @@ class Outbox:
             log.error("whatsapp.token_invalid", extra={**detail, "detail": f"replace {client.env_prefix}ACCESS_TOKEN"})
         else:
             log.error("whatsapp.send_refused", extra=detail)
-        reason = "outside the 24 h window: a template is needed" if error.code == OUTSIDE_WINDOW else \
+        reason = OUTSIDE_WINDOW_REASON if error.code == OUTSIDE_WINDOW else \
             f"WhatsApp refused a message (code {error.code}: {error.title or error})"
         await self._store.flag(conversation.id, reason)
 

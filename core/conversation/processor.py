@@ -11,11 +11,13 @@ from datetime import timedelta
 from typing import TypeVar
 
 from core.clients import Client, ClientRegistry
+from core.clock import Clock
 from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
+from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
 from core.storage.base import Store
-from core.storage.records import Claim, Conversation, NewMessage, StoredMessage, utcnow
+from core.storage.records import Claim, Conversation, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.formatting import split_message, to_whatsapp
@@ -48,9 +50,10 @@ class Processor:
     """Turns a claim into a reply: read the batch, ask the agent, store the reply, send it, release."""
 
     def __init__(self, store: Store, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
-                 outbox: Outbox, timing: ProcessorTiming,
+                 outbox: Outbox, timing: ProcessorTiming, clock: Clock,
                  notify: Callable[[Client, str, str], object] = lambda client, subject, body: None) -> None:
         self._store = store
+        self._clock = clock
         self._registry = registry
         self._agent = agent
         self._senders = senders
@@ -70,7 +73,7 @@ class Processor:
             raise
         except Exception:
             log.exception("conversation.turn_failed", extra=fields)
-            await self._store.release(claim, retry_at=utcnow() + timedelta(seconds=self._timing.retry_seconds))
+            await self._store.release(claim, retry_at=self._clock.now() + timedelta(seconds=self._timing.retry_seconds))
 
     async def _holding_lease(self, claim: Claim, work: Awaitable[T]) -> T:
         """Run `work` while renewing the lease; losing the lease stops the work before it can reply twice."""
@@ -81,7 +84,7 @@ class Processor:
                 done, _ = await asyncio.wait({task}, timeout=self._timing.lease_seconds / 3)
                 if done:
                     return task.result()
-                renewed = await self._store.renew_lease(current, utcnow(), self._timing.lease_seconds)
+                renewed = await self._store.renew_lease(current, self._clock.now(), self._timing.lease_seconds)
                 if renewed is None:
                     log.error("conversation.lease_lost", extra={"client": claim.conversation.client,
                                                                 "conversation": claim.conversation.id})
@@ -96,7 +99,7 @@ class Processor:
         client = self._registry.get(conversation.client)
         if client is None:
             log.error("conversation.unknown_client", extra={"client": conversation.client, "conversation": conversation.id})
-            await self._store.release(claim, retry_at=utcnow() + timedelta(hours=1))
+            await self._store.release(claim, retry_at=self._clock.now() + timedelta(hours=1))
             return
         sender = self._senders.for_client(client)
         # Replies stored by a processor that died before sending them go out first, without asking the model again.
@@ -108,16 +111,22 @@ class Processor:
         batch = await self._store.pending_batch(conversation.id)
         if batch:
             await self._turn(claim, client, sender, batch)
-        await self._store.finish_turn(claim, utcnow())
+        await self._store.finish_turn(claim, self._clock.now())
 
     async def _turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage]) -> None:
         conversation = claim.conversation
         fields = {"client": client.name, "conversation": conversation.id}
+        if not is_within_window(conversation.last_inbound_at, self._clock.now()):
+            # A late delivery (Meta retries for days): no free-form reply could go out, so the model is not asked.
+            log.warning("conversation.outside_window", extra={**fields, "batch": len(batch)})
+            await self._store.save_turn(claim, batch, uuid.uuid4().hex, [], self._clock.now())
+            await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
+            return
         typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid))
         try:
             read = await self._media.read(client, sender, batch)
             history = await self._store.history(conversation.id, self._timing.history_messages)
-            turn = Turn(client, conversation, history, read.messages, utcnow(), read.images)
+            turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images)
             try:
                 result = await self._agent.run(turn)
             except Exception as error:  # the user must not be left in silence: fallback, flag, log
@@ -131,7 +140,7 @@ class Processor:
         finally:
             typing.cancel()
         outbound = self._reply_parts(result)
-        stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, [*result.steps, *outbound], utcnow())
+        stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, [*result.steps, *outbound], self._clock.now())
         if not stored:
             log.info("conversation.reply_dropped_for_operator", extra=fields)
             return
@@ -143,7 +152,7 @@ class Processor:
 
     async def _hand_over(self, client: Client, conversation: Conversation, reason: str) -> None:
         """A tool asked for a person: the reply is out, now the bot goes quiet and staff hear of it."""
-        await self._store.set_mode(client.name, conversation.id, "human", utcnow())
+        await self._store.set_mode(client.name, conversation.id, "human", self._clock.now())
         who = f"{conversation.contact_name or 'someone'} ({conversation.wa_id or conversation.user_key})"
         body = (f"Conversation {conversation.id} with {who} on {conversation.phone_number_id} was handed to a person.\n"
                 f"Reason: {reason}\n\nThe bot stays silent in it until it is released "

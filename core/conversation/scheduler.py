@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from core.storage.base import Store
-from core.storage.records import Claim, utcnow
+from core.clock import Clock
+from core.storage.records import Claim
 
 log = logging.getLogger("core.scheduler")
 
@@ -25,12 +26,13 @@ def new_owner_id() -> str:
 class Scheduler:
     """Wakes on a nudge, at the next due time, or every poll interval; runs up to `concurrency` turns at once."""
 
-    def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], *, lease_seconds: float,
+    def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], clock: Clock, *, lease_seconds: float,
                  poll_seconds: float, concurrency: int, client_concurrency: int,
                  housekeeping: Callable[[], Awaitable[None]] | None = None, housekeeping_seconds: float = 30.0,
                  owner: str | None = None) -> None:
         self._store = store
         self._process = process
+        self._clock = clock
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_seconds
         self._concurrency = concurrency
@@ -76,7 +78,7 @@ class Scheduler:
                 log.exception("scheduler.store_failed", extra={"owner": self.owner})
                 delay = self._poll_seconds
             # Under a burst of webhooks this spares a store round trip per message: the planned wake covers them.
-            self._next_wake = utcnow() + timedelta(seconds=delay)
+            self._next_wake = self._clock.now() + timedelta(seconds=delay)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
@@ -98,7 +100,7 @@ class Scheduler:
         # A client whose turns are slow (its model or tools hang) may not take every slot from the others.
         counts = Counter(self._running.values())
         busy = [client for client, count in counts.items() if count >= self._client_concurrency]
-        claims = await self._store.claim_due(self.owner, utcnow(), self._lease_seconds, free, busy,
+        claims = await self._store.claim_due(self.owner, self._clock.now(), self._lease_seconds, free, busy,
                                              self._client_concurrency)
         for claim in claims:
             client = claim.conversation.client
@@ -120,6 +122,6 @@ class Scheduler:
         due = await self._store.next_due_at()
         if due is None:
             return self._poll_seconds
-        wait = (due - utcnow()).total_seconds()
+        wait = (due - self._clock.now()).total_seconds()
         # Already due yet not claimed: its client has its share running; a finishing turn wakes us.
         return min(wait, self._poll_seconds) if wait > 0 else self._poll_seconds

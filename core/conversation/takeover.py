@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from core.clients import Client, ClientRegistry
 from core.conversation.outbox import Outbox
 from core.conversation.window import is_within_window
 from core.errors import AppError, NotFound
 from core.storage.base import Store
-from core.storage.records import Mode, NewMessage, StoredMessage, utcnow
+from core.clock import Clock
+from core.storage.records import Mode, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 
 log = logging.getLogger("core.takeover")
@@ -24,24 +25,24 @@ class SendRefused(AppError):
     status_code = 502
 
 
-async def set_mode(store: Store, client: Client, conversation_id: int, mode: Mode) -> None:
+async def set_mode(store: Store, client: Client, conversation_id: int, mode: Mode, now: datetime) -> None:
     """Hand a conversation to an operator or back to the bot."""
-    if await store.set_mode(client.name, conversation_id, mode, utcnow()) is None:
+    if await store.set_mode(client.name, conversation_id, mode, now) is None:
         raise NotFound(f"no conversation {conversation_id} for client {client.name}")
     log.info("conversation.taken_over" if mode == "human" else "conversation.released",
              extra={"client": client.name, "conversation": conversation_id})
 
 
 async def send_operator_message(store: Store, outbox: Outbox, client: Client, sender: WhatsAppSender,
-                                conversation_id: int, text: str) -> StoredMessage:
+                                conversation_id: int, text: str, now: datetime) -> StoredMessage:
     """Send an operator's text through WhatsApp and store it with role operator; refused outside the 24 h window."""
     conversation = await store.get_conversation(client.name, conversation_id)
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id} for client {client.name}")
-    if not is_within_window(conversation.last_inbound_at, utcnow()):
+    if not is_within_window(conversation.last_inbound_at, now):
         raise OutsideWindow("the user last wrote more than 24 hours ago: WhatsApp only accepts a template now")
     stored = await store.add_operator_message(
-        conversation.id, NewMessage(direction="out", role="operator", type="text", text=text, status="pending"), utcnow())
+        conversation.id, NewMessage(direction="out", role="operator", type="text", text=text, status="pending"), now)
     delivered = await outbox.deliver(client, sender, conversation, [stored])
     sent = await store.get_message(stored.id) or stored
     if not delivered:
@@ -49,9 +50,9 @@ async def send_operator_message(store: Store, outbox: Outbox, client: Client, se
     return sent
 
 
-async def release_idle_takeovers(store: Store, registry: ClientRegistry) -> None:
+async def release_idle_takeovers(store: Store, registry: ClientRegistry, clock: Clock) -> None:
     """Give back to the bot every conversation whose operator has been idle for the client's HUMAN_IDLE_MINUTES."""
-    now = utcnow()
+    now = clock.now()
     for client in registry:
         released = await store.release_idle_takeovers(
             client.name, now - timedelta(minutes=client.settings.human_idle_minutes))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 WINDOW = timedelta(hours=24)
+# Why a conversation is flagged when its window is closed.
+OUTSIDE_WINDOW_REASON = "outside the 24 h window: a template is needed"
 
 
 def is_within_window(last_inbound_at: datetime | None, now: datetime) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 Direction = Literal["in", "out", "internal"]
@@ -19,10 +19,6 @@ def status_moves_forward(current: str | None, new: str) -> bool:
     if current == "failed":
         return False
     return STATUS_RANK.get(new, -1) > STATUS_RANK.get(current or "", -1)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

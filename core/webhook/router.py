@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from core.clients import Client
 from core.services import Services, ServicesDep
 from core.storage.base import StoreUnavailable
-from core.storage.records import utcnow
 from core.webhook.events import Event, InboundMessage, Malformed, OtherChange, StatusUpdate, parse_events
 from core.webhook.payloads import WebhookPayload
 from core.webhook.signature import matching_secret
@@ -130,19 +129,20 @@ def _route(services: Services, events: list[Event]) -> list[tuple[Event, Client 
 async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]) -> int:
     stored = 0
     earliest_due = None
+    now = services.clock.now()
     for event, client in routed:
         if client is None:
             continue
         fields = {"client": client.name, "waba_id": event.waba_id}
         if isinstance(event, InboundMessage):
-            result = await services.store.record_inbound(client.name, event, client.debounce, utcnow())
+            result = await services.store.record_inbound(client.name, event, client.debounce, now)
             stored += result.is_new
             if result.is_new and result.due_at is not None:
                 earliest_due = min(earliest_due or result.due_at, result.due_at)
             log.info("webhook.message" if result.is_new else "webhook.duplicate",
                      extra={**fields, "conversation": result.conversation_id, "wamid": event.wamid, "type": event.type})
         elif isinstance(event, StatusUpdate):
-            known = await services.store.record_status(client.name, event, utcnow())
+            known = await services.store.record_status(client.name, event, now)
             log.info("webhook.status", extra={**fields, "wamid": event.wamid, "status": event.status, "known": known,
                                               **({"errors": event.errors} if event.errors else {})})
         elif isinstance(event, OtherChange):

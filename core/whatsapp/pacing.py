@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 
 class Pacer:
@@ -11,7 +12,11 @@ class Pacer:
 
     In-process only: several processes each pace themselves, so set the rate per process accordingly."""
 
-    def __init__(self, *, per_number_per_second: float, pair_interval_seconds: float) -> None:
+    def __init__(self, *, per_number_per_second: float, pair_interval_seconds: float,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._number_interval = 1.0 / per_number_per_second
         self._pair_interval = pair_interval_seconds
         self._next_for_number: dict[str, float] = {}
@@ -19,7 +24,7 @@ class Pacer:
 
     def reserve(self, phone_number_id: str, recipient: str) -> float:
         """Book the next slot for this number and recipient; returns seconds to wait before sending."""
-        now = time.monotonic()
+        now = self._monotonic()
         pair = (phone_number_id, recipient)
         slot = max(now, self._next_for_number.get(phone_number_id, now), self._next_for_pair.get(pair, now))
         self._next_for_number[phone_number_id] = slot + self._number_interval
@@ -31,7 +36,7 @@ class Pacer:
     async def wait(self, phone_number_id: str, recipient: str) -> None:
         delay = self.reserve(phone_number_id, recipient)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     def _forget_before(self, now: float) -> None:
         self._next_for_pair = {key: at for key, at in self._next_for_pair.items() if at > now}
