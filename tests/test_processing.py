@@ -14,7 +14,9 @@ from tests.support import text_delivery, wait_for
 
 
 def replies_of(app: RunningApp, client, wa_id: str) -> list[dict]:
-    return [m for m in app.messages(client, wa_id) if m["direction"] == "out"]
+    """The replies once each has its outcome (a reply is stored `pending` before it is sent); else []."""
+    replies = [m for m in app.messages(client, wa_id) if m["direction"] == "out"]
+    return replies if all(m["status"] != "pending" for m in replies) else []
 
 
 def test_sandbox_and_offline_by_default_record_the_offline_message(start_app, graph: FakeGraph):

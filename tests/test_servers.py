@@ -32,7 +32,8 @@ def answered(url: str, wa_id: str) -> list[dict]:
     if not mine:
         return []
     messages = httpx.get(f"{url}/api/v1/demo/conversations/{mine[0]['id']}/messages", headers=headers).json()
-    return [m for m in messages if m["direction"] == "out"]
+    replies = [m for m in messages if m["direction"] == "out"]
+    return replies if all(m["status"] != "pending" for m in replies) else []  # stored pending, then sent
 
 
 @pytest.mark.parametrize("server", ["procfile-gunicorn", "uvicorn"])
