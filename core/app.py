@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from core.api.router import ClientApps, add_error_handlers
+from core.api.sandbox import router as sandbox_router
 from core.clients import discover, load_registry
 from core.clock import Clock
 from core.config import Settings, load_settings
@@ -41,5 +42,6 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     add_error_handlers(app)
     app.include_router(webhook_router)
     app.include_router(health_router)
+    app.include_router(sandbox_router)
     ClientApps().mount_all(app, registry)
     return app

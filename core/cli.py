@@ -1,9 +1,10 @@
-"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker)."""
+"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import keyword
 import re
 import shutil
@@ -11,14 +12,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 from pydantic import ValidationError
 
-from core.config import Settings, describe_validation_error
+from core.chat import ChatError, ChatSession, ChatTarget, local_server, run_chat
+from core.config import Settings, describe_validation_error, load_settings
 from core.errors import ConfigError
 from core.knowledge.base import Document, Retriever, SyncReport
 from core.knowledge.documents import clients_dir, knowledge_dir, load_documents, split_passages
 from core.knowledge.factory import build_retriever
 from core.knowledge.settings import KnowledgeSettings
+from core.sandbox import read_sandbox_secret
 from core.storage.migrate import main as run_migrations
 from core.worker import run_worker
 
@@ -26,6 +30,8 @@ PLACEHOLDER = "__CLIENT__"
 TEMPLATE = "_template"
 WEBHOOK_URL = "https://<your-host>/webhook"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
+# The WhatsApp id the chat writes as: a fictional +1 555 number.
+CHAT_USER = "15550100001"
 
 # What each per-client variable is for, in the order an operator sets them (see .env.example).
 CLIENT_VARIABLES = {
@@ -81,7 +87,49 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="answer conversations without serving HTTP (Procfile worker)")
     worker.set_defaults(run=lambda args: asyncio.run(run_worker()) or 0)
+
+    talk = commands.add_parser("chat", help="chat with a sandbox client's bot from this terminal (no Meta needed)")
+    talk.add_argument("client", help="the client's name, e.g. demo")
+    talk.add_argument("--url", help="the running server (default http://127.0.0.1:$PORT)")
+    talk.add_argument("--local", action="store_true", help="run the app in this process instead of using a server")
+    talk.add_argument("--secret", help="the server's sandbox secret (default SANDBOX_SECRET, else data/sandbox_secret)")
+    talk.add_argument("--user", default=CHAT_USER, help=f"the WhatsApp id you write as (default {CHAT_USER})")
+    talk.add_argument("--name", default="Chat", help="your profile name as the bot sees it (default Chat)")
+    talk.add_argument("--verbose", "-v", action="store_true", help="also show tool calls, category, tokens, timings")
+    talk.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the last answer (default 120)")
+    talk.set_defaults(run=chat)
     return parser
+
+
+def chat(args: argparse.Namespace) -> int:
+    """Talk to a client through the real webhook path: a running server, or the app in this process (--local)."""
+    if not _NAME.fullmatch(args.client):
+        raise UsageError(f"{args.client!r} is not a client name (lower-case letters, digits and _)")
+    # The app's own logs would interleave with the conversation: in this process they are kept to warnings.
+    settings = load_settings(log_level="WARNING") if args.local else load_settings()
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(local_server(settings)) if args.local else \
+            (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
+        secret = args.secret or (settings.sandbox_secret.get_secret_value() if settings.sandbox_secret else None) \
+            or read_sandbox_secret()
+        if not secret:
+            raise UsageError("no sandbox secret: start the server in this folder first (it writes data/sandbox_secret), "
+                             "or give the server's SANDBOX_SECRET with --secret")
+        http = stack.enter_context(httpx.Client(timeout=30))
+        session = ChatSession(http, ChatTarget(url, args.client, secret, args.user, args.name), sys.stdout,
+                              verbose=args.verbose)
+        try:
+            session.connect()
+            answers = "the offline responder (set OPENAI_API_KEY for a model)" if session.llm == "offline" else "the model"
+            print(f"Chatting with {args.client} at {url} on its sandbox number {session.phone_number_id}; "
+                  f"{answers} answers. Type a message and press Enter; Ctrl-D to leave.", file=sys.stderr, flush=True)
+            run_chat(session, sys.stdin, timeout=args.timeout)
+        except ChatError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    return 0
 
 
 def _knowledge_settings() -> KnowledgeSettings:

@@ -19,6 +19,7 @@ from core.errors import ConfigError
 from core.llm.instructions import ClassifiedPrompts, Instructions
 from core.llm.tools import ToolSet
 from core.notify.email import EmailSettings
+from core.sandbox import is_sandbox_number, sandbox_number
 from core.storage.records import Debounce
 
 log = logging.getLogger("core.clients")
@@ -200,6 +201,8 @@ class Route:
 
     client: Client | None
     reason: str = ""
+    # Addressed to the client's sandbox number (`python -m core chat`): it must be signed with the sandbox secret.
+    sandbox: bool = False
 
 
 class ClientRegistry:
@@ -209,6 +212,7 @@ class ClientRegistry:
         self._by_name: dict[str, Client] = {}
         self._by_phone: dict[str, Client] = {}
         self._by_waba: dict[str, Client] = {}
+        self._sandbox: dict[str, Client] = {}
         for client in clients:
             self._by_name[client.name] = client
             for phone in client.settings.phone_number_ids:
@@ -217,6 +221,8 @@ class ClientRegistry:
                     raise ConfigError(
                         f"{client.env_prefix}PHONE_NUMBER_IDS: {phone} is already used by client {other.name}"
                     )
+            if client.send_mode == "sandbox":
+                self._sandbox[sandbox_number(client.name)] = client
             for waba in client.waba_ids:
                 other = self._by_waba.setdefault(waba, client)
                 if other is not client:
@@ -233,6 +239,9 @@ class ClientRegistry:
 
     def route(self, waba_id: str, phone_number_id: str | None) -> Route:
         """Resolve by phone_number_id and check it against the WABA id; WABA alone when no phone is given."""
+        if is_sandbox_number(phone_number_id):
+            client = self._sandbox.get(phone_number_id)  # type: ignore[arg-type]
+            return Route(client, sandbox=True) if client else Route(None, "no client in sandbox mode has that number")
         if phone_number_id:
             client = self._by_phone.get(phone_number_id)
             if client is None:

@@ -33,6 +33,8 @@ class Settings(KnowledgeSettings):
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     meta_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
+    # Signs `python -m core chat`'s deliveries to sandbox clients; unset: a random one kept in data/sandbox_secret.
+    sandbox_secret: SecretStr | None = None
     whatsapp_api_base_url: str = DEFAULT_GRAPH_URL
     whatsapp_send_mode: Literal["live", "sandbox"] | None = None
     whatsapp_timeout_seconds: float = Field(default=15.0, gt=0)
@@ -64,7 +66,7 @@ class Settings(KnowledgeSettings):
     clients_package: str = "clients"
 
     @field_validator("openai_api_key", "openai_base_url", "openai_classifier_model", "meta_app_secret",
-                     "whatsapp_verify_token", "supabase_url", "supabase_service_key", mode="before")
+                     "whatsapp_verify_token", "sandbox_secret", "supabase_url", "supabase_service_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

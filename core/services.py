@@ -34,6 +34,7 @@ from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
 from core.notify.email import EmailNotifier
 from core.retry import RetryPolicy
+from core.sandbox import sandbox_secret
 from core.toolbox import ServiceToolbox
 from core.whatsapp.sandbox import SandboxSender
 
@@ -52,6 +53,8 @@ class Services:
     scheduler: Scheduler
     senders: Senders
     outbox: Outbox
+    # What signs deliveries to sandbox numbers (`python -m core chat`); None when no client is in sandbox mode.
+    sandbox_secret: str | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -135,7 +138,8 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         else:
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
-            yield Services(settings, registry, clock, store, scheduler, senders, outbox)
+            chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
+            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret)
         finally:
             await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
             if openai is not None:

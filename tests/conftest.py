@@ -23,7 +23,7 @@ from tests.support import signed
 # Variables the tests own; anything a developer exported is removed so each test starts from a clean slate.
 OWNED_PREFIXES = ("DEMO_", "EMPRENDEMY_", "META_", "OPENAI_", "WHATSAPP_", "DATABASE_URL", "DEBOUNCE_", "LEASE_",
                   "SCHEDULER_", "HISTORY_", "MAX_TOOL_", "WEBHOOK_", "LOG_LEVEL", "CLIENTS_PACKAGE", "MEDIA_",
-                  "SUPABASE_", "PINECONE_", "RUN_SCHEDULER")
+                  "SUPABASE_", "PINECONE_", "RUN_SCHEDULER", "SANDBOX_")
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def start_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_db: str, grap
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
         options = {"database_url": tmp_db, "debounce_seconds": 0.3, "scheduler_poll_seconds": 0.5,
-                   "media_archive_dir": tmp_path / "media", **overrides}
+                   "media_archive_dir": tmp_path / "media", "sandbox_secret": "sandbox-secret", **overrides}
         settings = Settings(_env_file=None, **options)
         clock = clock or SystemClock()
         app = create_app(settings, env_file=None, clock=clock)

@@ -19,7 +19,7 @@ from tests.support import wait_for
 ROOT = Path(__file__).parent.parent
 # Variables a developer may have exported that would change what the server under test does.
 FOREIGN_PREFIXES = ("DEMO_", "EMPRENDEMY_", "META_", "OPENAI_", "WHATSAPP_", "DATABASE_URL", "DEBOUNCE_", "LEASE_",
-                    "PINECONE_", "SCHEDULER_", "MEDIA_", "SUPABASE_", "RUN_SCHEDULER")
+                    "PINECONE_", "SCHEDULER_", "MEDIA_", "SUPABASE_", "RUN_SCHEDULER", "SANDBOX_")
 
 
 def free_port() -> int:

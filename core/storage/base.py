@@ -97,6 +97,9 @@ class Store(Protocol):
 
     async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None: ...
 
+    async def find_conversation(self, client: str, phone_number_id: str, user_key: str) -> Conversation | None:
+        """The conversation of one person with one of the client's numbers, if they have written."""
+
     async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]: ...
 
     async def get_message(self, message_id: int) -> StoredMessage | None: ...

@@ -466,6 +466,12 @@ class PostgresStore:
             "SELECT * FROM conversations WHERE client = $1 AND id = $2", client, conversation_id))
         return _conversation(row) if row else None
 
+    async def find_conversation(self, client: str, phone_number_id: str, user_key: str) -> Conversation | None:
+        row = await self._read(lambda conn: conn.fetchrow(
+            "SELECT * FROM conversations WHERE client = $1 AND phone_number_id = $2 AND user_key = $3",
+            client, phone_number_id, user_key))
+        return _conversation(row) if row else None
+
     async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]:
         rows = await self._read(lambda conn: conn.fetch(
             f"SELECT * FROM messages WHERE conversation_id = $1 ORDER BY {TIMELINE_ORDER.format(dir='ASC')} LIMIT $2 OFFSET $3",

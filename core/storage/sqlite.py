@@ -416,6 +416,14 @@ class SQLiteStore:
 
         return await self._run(read)
 
+    async def find_conversation(self, client: str, phone_number_id: str, user_key: str) -> Conversation | None:
+        def read(db: sqlite3.Connection) -> Conversation | None:
+            row = db.execute("SELECT * FROM conversations WHERE client = ? AND phone_number_id = ? AND user_key = ?",
+                             (client, phone_number_id, user_key)).fetchone()
+            return _conversation(row) if row else None
+
+        return await self._run(read)
+
     async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]:
         def read(db: sqlite3.Connection) -> list[StoredMessage]:
             rows = db.execute(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
-from core.clients import Client
+from core.clients import Route
 from core.services import Services, ServicesDep
 from core.storage.base import StoreUnavailable
 from core.webhook.events import Event, InboundMessage, Malformed, OtherChange, StatusUpdate, parse_events
@@ -55,14 +55,13 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
     if body is None:
         return _problem(413, f"body larger than {limit} bytes")
     secrets = _accepted_secrets(services)
-    signer = None
-    if secrets:
-        header = request.headers.get("x-hub-signature-256")
-        signer = matching_secret(body, header, secrets)
-        if signer is None:
-            reason = "X-Hub-Signature-256 is missing" if not header else "X-Hub-Signature-256 does not match"
-            log.warning("webhook.bad_signature", extra={"detail": reason})
-            return _problem(401, reason)
+    header = request.headers.get("x-hub-signature-256")
+    sandbox = {services.sandbox_secret} if services.sandbox_secret else set()
+    signer = matching_secret(body, header, secrets | sandbox) if header else None
+    if secrets and signer is None:
+        reason = "X-Hub-Signature-256 is missing" if not header else "X-Hub-Signature-256 does not match"
+        log.warning("webhook.bad_signature", extra={"detail": reason})
+        return _problem(401, reason)
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
@@ -77,11 +76,13 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
         log.warning("webhook.unexpected_object", extra={"object": payload.object})
         return JSONResponse({"status": "ignored"})
     routed = _route(services, parse_events(payload))
-    if signer is not None:
-        for event, client in routed:
-            if client is not None and client.app_secret != signer:
-                log.warning("webhook.cross_client_signature", extra={"client": client.name, "waba_id": event.waba_id})
-                return _problem(401, "X-Hub-Signature-256 was not made with the app secret of the client it names")
+    for event, route in routed:
+        if route.sandbox and (signer is None or signer != services.sandbox_secret):
+            log.warning("webhook.bad_sandbox_signature", extra={"client": route.client.name if route.client else None})
+            return _problem(401, "deliveries to a sandbox number must be signed with the sandbox secret")
+        if not route.sandbox and signer is not None and route.client is not None and route.client.app_secret != signer:
+            log.warning("webhook.cross_client_signature", extra={"client": route.client.name, "waba_id": event.waba_id})
+            return _problem(401, "X-Hub-Signature-256 was not made with the app secret of the client it names")
     try:
         stored = await _take_in(services, routed)
     except StoreUnavailable:
@@ -114,23 +115,24 @@ def _accepted_secrets(services: Services) -> set[str]:
     return secrets
 
 
-def _route(services: Services, events: list[Event]) -> list[tuple[Event, Client | None]]:
-    routed: list[tuple[Event, Client | None]] = []
+def _route(services: Services, events: list[Event]) -> list[tuple[Event, Route]]:
+    routed: list[tuple[Event, Route]] = []
     for event in events:
         route = services.registry.route(event.waba_id, event.phone_number_id)
         if route.client is None:
             # Meta retries non-2xx for days, so an unknown tenant is acknowledged, logged and left alone.
             log.warning("webhook.unrouted", extra={"reason": route.reason, "waba_id": event.waba_id,
                                                    "phone_number_id": event.phone_number_id})
-        routed.append((event, route.client))
+        routed.append((event, route))
     return routed
 
 
-async def _take_in(services: Services, routed: list[tuple[Event, Client | None]]) -> int:
+async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int:
     stored = 0
     earliest_due = None
     now = services.clock.now()
-    for event, client in routed:
+    for event, route in routed:
+        client = route.client
         if client is None:
             continue
         fields = {"client": client.name, "waba_id": event.waba_id}

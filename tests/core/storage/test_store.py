@@ -283,6 +283,14 @@ class TestMoreInbound:
         assert await store.get_conversation("demo", other.conversation_id) is None
         assert (await store.get_conversation("emprendemy", other.conversation_id)).client == "emprendemy"
 
+    async def test_a_conversation_is_found_by_client_number_and_person(self, store: Store):
+        mine = await store.record_inbound("demo", inbound(user="1"), DEBOUNCE, T0)
+        await store.record_inbound("demo", inbound(user="1", client_phone="2003"), DEBOUNCE, T0)
+        found = await store.find_conversation("demo", "2001", "1")
+        assert (found.id, found.phone_number_id, found.user_key) == (mine.conversation_id, "2001", "1")
+        assert await store.find_conversation("demo", "2001", "2") is None
+        assert await store.find_conversation("emprendemy", "2001", "1") is None
+
     async def test_bursts_from_two_stores_at_once_are_each_stored_once(self, store: Store, new_store: StoreFactory):
         second = new_store()
         await second.open()
