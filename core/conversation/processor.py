@@ -16,7 +16,7 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
-from core.storage.base import Store
+from core.storage.base import LeaseLost, Store
 from core.storage.records import Claim, Conversation, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -71,6 +71,9 @@ class Processor:
         except asyncio.CancelledError:
             await asyncio.shield(self._store.release(claim, retry_at=None))
             raise
+        except LeaseLost:
+            # Another processor holds the conversation now and answers it: nothing of this turn was stored or sent.
+            log.warning("conversation.lease_lost", extra=fields)
         except Exception:
             log.exception("conversation.turn_failed", extra=fields)
             await self._store.release(claim, retry_at=self._clock.now() + timedelta(seconds=self._timing.retry_seconds))
@@ -86,9 +89,7 @@ class Processor:
                     return task.result()
                 renewed = await self._store.renew_lease(current, self._clock.now(), self._timing.lease_seconds)
                 if renewed is None:
-                    log.error("conversation.lease_lost", extra={"client": claim.conversation.client,
-                                                                "conversation": claim.conversation.id})
-                    raise RuntimeError("lease lost")
+                    raise LeaseLost(f"conversation {claim.conversation.id} is no longer held by {claim.owner}")
                 current = renewed
         finally:
             if not task.done():

@@ -42,7 +42,7 @@ class Scheduler:
         self._housekeeping_due = 0.0
         self.owner = owner or new_owner_id()
         self._wake = asyncio.Event()
-        self._next_wake = datetime.min.replace(tzinfo=UTC)  # while awake, every nudge counts
+        self._next_wake = datetime.max.replace(tzinfo=UTC)  # while awake, every nudge counts
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[asyncio.Task[None], str] = {}
@@ -84,7 +84,7 @@ class Scheduler:
             except TimeoutError:
                 pass
             self._wake.clear()
-            self._next_wake = datetime.min.replace(tzinfo=UTC)
+            self._next_wake = datetime.max.replace(tzinfo=UTC)
 
     async def _tidy(self) -> None:
         """Periodic work that is nobody's turn (idle takeovers going back to the bot)."""

@@ -14,6 +14,10 @@ class StoreUnavailable(Exception):
     """The store could not do what was asked (database down, locked too long, disk full)."""
 
 
+class LeaseLost(Exception):
+    """The processor no longer holds the conversation (its lease ran out and another took it): it must not write."""
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect; SQLite creates its schema when missing, Postgres refuses a database not migrated yet."""

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from core.storage.base import StoreUnavailable
+from core.storage.base import LeaseLost, StoreUnavailable
 from core.storage.records import (
     Claim,
     Conversation,
@@ -317,7 +317,11 @@ class PostgresStore:
                         now: datetime) -> list[StoredMessage]:
         async def write(conn: asyncpg.Connection) -> list[StoredMessage]:
             conversation_id = claim.conversation.id
-            mode = await conn.fetchval("SELECT mode FROM conversations WHERE id = $1 FOR NO KEY UPDATE", conversation_id)
+            row = await conn.fetchrow("SELECT mode, lease_owner FROM conversations WHERE id = $1 FOR NO KEY UPDATE",
+                                      conversation_id)
+            if row["lease_owner"] != claim.owner:
+                raise LeaseLost(f"conversation {conversation_id} is no longer held by {claim.owner}")
+            mode = row["mode"]
             if mode != "bot":
                 # An operator took over while the model was thinking: the reply is not sent, the steps are kept.
                 produced_now = [item for item in produced if item.direction != "out"]

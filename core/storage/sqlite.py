@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.storage.base import StoreUnavailable
+from core.storage.base import LeaseLost, StoreUnavailable
 from core.storage.records import (
     Claim,
     Conversation,
@@ -248,7 +248,10 @@ class SQLiteStore:
         def write(db: sqlite3.Connection) -> list[StoredMessage]:
             stamp = _iso(now)
             conversation_id = claim.conversation.id
-            mode = db.execute("SELECT mode FROM conversations WHERE id = ?", (conversation_id,)).fetchone()["mode"]
+            row = db.execute("SELECT mode, lease_owner FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if row["lease_owner"] != claim.owner:
+                raise LeaseLost(f"conversation {conversation_id} is no longer held by {claim.owner}")
+            mode = row["mode"]
             if mode != "bot":
                 # An operator took over while the model was thinking: the reply is not sent, the steps are kept.
                 produced_now = [item for item in produced if item.direction != "out"]
