@@ -4,8 +4,8 @@ Run: .venv/bin/python -m bench.webhook_acks [--duration 10] [--threads 2] [--con
                                             [--databases sqlite,postgres]
 
 Each server is the Procfile's web command (gunicorn with uvicorn workers) with -w N, bound to 127.0.0.1, gunicorn's
-access log off (its default), LOG_LEVEL=WARNING, in sandbox mode (no app secret and no token: unsigned deliveries
-are accepted, replies are logged, not sent). The app runs on a fresh SQLite file, or on a fresh database of a
+access log off (its default), LOG_LEVEL=WARNING, in sandbox mode (no app secret, no token, ALLOW_UNSIGNED_WEBHOOKS=true: unsigned
+deliveries are accepted, replies are logged, not sent). The app runs on a fresh SQLite file, or on a fresh database of a
 throwaway PostgreSQL server on 127.0.0.1 (tests/postgres.py: fsync and synchronous_commit off unless
 --durable-postgres). Beside each app run, in the same run, the same command serves a bare FastAPI app (generated
 into a temp dir: POST /webhook returning 200) under the same load; the ratio app/bare is the headline, since this
@@ -251,8 +251,10 @@ def bench(database: str, workers: int, wrk: str, folder: Path, pg: PostgresServe
         assert pg is not None
         url = pg.create_database()
     prefix = CLIENT.upper() + "_"
+    # wrk's bodies are unsigned: the app must allow that, which it refuses beside a Postgres DATABASE_URL (a live
+    # setting). TODO(issue 10): sign the bodies so that the PostgreSQL runs measure the production path again.
     env = {"DATABASE_URL": url, prefix + "WABA_IDS": WABA_ID, prefix + "PHONE_NUMBER_IDS": PHONE_NUMBER_ID,
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", "ALLOW_UNSIGNED_WEBHOOKS": "true"}
     if args.debounce is not None:
         env |= {"DEBOUNCE_SECONDS": str(args.debounce), "DEBOUNCE_MAX_SECONDS": str(max(args.debounce, 15.0))}
     port = free_port()

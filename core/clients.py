@@ -274,6 +274,27 @@ def load_registry(specs: Iterable[ClientSpec], settings: Settings, env_file: Pat
                 "clients.no_app_secret",
                 extra={"client": client.name, "detail": f"set {client.env_prefix}APP_SECRET: its webhooks will be rejected"},
             )
-    if not secrets:
-        log.warning("webhook.unsigned_accepted", extra={"detail": "no app secret is set: unsigned webhooks are accepted (sandbox)"})
+    if settings.allow_unsigned_webhooks:
+        live = live_settings(settings, registry)
+        if live:
+            raise ConfigError(f"ALLOW_UNSIGNED_WEBHOOKS=true is for local development and cannot be used with live "
+                              f"settings ({', '.join(live)}): anyone could make the bot act. Unset it and set "
+                              "META_APP_SECRET (or <NAME>_APP_SECRET)")
+        if not secrets:
+            log.warning("webhook.unsigned_accepted",
+                        extra={"detail": "ALLOW_UNSIGNED_WEBHOOKS=true and no app secret: unsigned webhooks are accepted"})
+    elif not secrets:
+        log.warning("webhook.closed", extra={"detail": "no app secret is set: webhooks from Meta are refused (401) until "
+                                                       "META_APP_SECRET is set; `python -m core chat` still works"})
     return registry
+
+
+def live_settings(settings: Settings, registry: ClientRegistry) -> list[str]:
+    """The variables that make this deployment act on the world: a token, an LLM key, SMTP, a Postgres database."""
+    found = [f"{client.env_prefix}ACCESS_TOKEN" for client in registry if client.access_token]
+    found += [f"{client.env_prefix}SMTP_HOST" for client in registry if client.settings.smtp_config() is not None]
+    if settings.openai_api_key is not None:
+        found.append("OPENAI_API_KEY")
+    if not settings.database_url.startswith("sqlite:"):
+        found.append("DATABASE_URL")
+    return found

@@ -126,11 +126,14 @@ class TestTheSandboxNumber:
     def delivery(self, body: str) -> dict:
         return text_delivery("sandbox", "sandbox-demo", "15550100001", body)
 
-    def test_only_deliveries_signed_with_the_sandbox_secret_reach_it(self, app: RunningApp):
+    def test_only_deliveries_signed_with_the_sandbox_secret_reach_it(self, start_app):
+        app = start_app({"DEMO_PHONE_NUMBER_IDS": DEMO.phone_number_id, "DEMO_APP_SECRET": DEMO.secret},
+                        sandbox_secret=SECRET)
         for secret in (None, "another-secret"):
-            response = app.post_webhook(self.delivery("hola"), secret)
-            assert response.status_code == 401
-            assert "sandbox secret" in response.json()["detail"]
+            assert app.post_webhook(self.delivery("hola"), secret).status_code == 401
+        response = app.post_webhook(self.delivery("hola"), DEMO.secret)  # the app's real secret: not the sandbox's
+        assert response.status_code == 401
+        assert "sandbox secret" in response.json()["detail"]
         answer = app.http.get(f"{app.url}/sandbox/demo/conversations/15550100001",
                               headers={"Authorization": f"Bearer {SECRET}"})
         assert answer.json() == {"conversation": None, "messages": []}

@@ -21,7 +21,7 @@ def replies_of(app: RunningApp, client, wa_id: str) -> list[dict]:
 
 def test_sandbox_and_offline_by_default_record_the_offline_message(start_app, graph: FakeGraph):
     env = {"DEMO_PHONE_NUMBER_IDS": DEMO.phone_number_id, "DEMO_API_KEY": DEMO.api_key}
-    app = start_app(env, whatsapp_api_base_url=graph.url)
+    app = start_app(env, whatsapp_api_base_url=graph.url, allow_unsigned_webhooks=True)
     assert app.post_webhook(text_delivery("1", DEMO.phone_number_id, "5491155550010", "hola"), None).status_code == 200
 
     [reply] = wait_for(lambda: replies_of(app, DEMO, "5491155550010"), what="the sandbox reply")

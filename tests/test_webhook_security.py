@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from core.app import create_app
+from core.config import Settings
+from core.errors import ConfigError
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.conftest import TestClientIds as ClientIds
 from tests.fakes.graph import FakeGraph
@@ -209,24 +212,59 @@ class TestSecretFallback:
         assert conversations(app, EMPRENDEMY) == []
 
 
-class TestUnsignedSandbox:
-    def test_no_secret_anywhere_accepts_unsigned_and_warns_at_startup(
-        self, start_app: Any, caplog: pytest.LogCaptureFixture
-    ):
+class TestClosedByDefault:
+    def test_no_secret_anywhere_refuses_unsigned_and_says_what_to_set(self, start_app: Any,
+                                                                       caplog: pytest.LogCaptureFixture):
         app = start_app({"DEMO_PHONE_NUMBER_IDS": DEMO.phone_number_id, "DEMO_API_KEY": DEMO.api_key})
 
-        assert len(records(caplog, "webhook.unsigned_accepted")) == 1
+        assert records(caplog, "webhook.unsigned_accepted") == []
+        assert records(caplog, "webhook.closed")[0].levelno == logging.WARNING
+        response = app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550501", "hola"), None)
+        assert response.status_code == 401
+        assert "META_APP_SECRET" in response.json()["detail"]
+        assert conversations(app, DEMO) == []
+
+    def test_an_llm_key_and_smtp_without_a_secret_are_not_an_open_door(self, start_app: Any, llm: FakeOpenAI):
+        env = {"EMPRENDEMY_PHONE_NUMBER_IDS": EMPRENDEMY.phone_number_id, "EMPRENDEMY_API_KEY": EMPRENDEMY.api_key,
+               "EMPRENDEMY_SMTP_HOST": "127.0.0.1", "EMPRENDEMY_SMTP_TO": "ventas@example.com",
+               "EMPRENDEMY_SMTP_FROM": "bot@example.com"}
+        app = start_app(env, openai_api_key="sk-test", openai_base_url=llm.url, debounce_seconds=0)
+        delivery = text_delivery(EMPRENDEMY.waba_id, EMPRENDEMY.phone_number_id, "5491155550502", "registrame")
+        assert app.post_webhook(delivery, None).status_code == 401
+        assert conversations(app, EMPRENDEMY) == []
+        assert llm.requests == []
+
+    def test_unsigned_is_accepted_only_when_allowed_for_local_development(self, start_app: Any,
+                                                                          caplog: pytest.LogCaptureFixture):
+        app = start_app({"DEMO_PHONE_NUMBER_IDS": DEMO.phone_number_id, "DEMO_API_KEY": DEMO.api_key},
+                        allow_unsigned_webhooks=True)
+
         assert records(caplog, "webhook.unsigned_accepted")[0].levelno == logging.WARNING
-        delivery = text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550501", "hola")
+        delivery = text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550503", "hola")
         response = app.post_webhook(delivery, None)
         assert response.status_code == 200
         assert response.json()["stored"] == 1
-        assert [c["user_key"] for c in conversations(app, DEMO)] == ["5491155550501"]
-        assert app.api(DEMO, "/health").json()["send_mode"] == "sandbox"
+        assert [c["user_key"] for c in conversations(app, DEMO)] == ["5491155550503"]
+
+    @pytest.mark.parametrize(("env", "settings", "named"), [
+        ({"DEMO_ACCESS_TOKEN": "t", "DEMO_APP_SECRET": "s"}, {}, "DEMO_ACCESS_TOKEN"),
+        ({}, {"openai_api_key": "sk-test"}, "OPENAI_API_KEY"),
+        ({"EMPRENDEMY_SMTP_HOST": "127.0.0.1", "EMPRENDEMY_SMTP_TO": "a@example.com",
+          "EMPRENDEMY_SMTP_FROM": "bot@example.com"}, {}, "EMPRENDEMY_SMTP_HOST"),
+        ({}, {"database_url": "postgresql://user:pw@127.0.0.1:1/db"}, "DATABASE_URL"),
+    ])
+    def test_allowing_unsigned_beside_a_live_setting_stops_startup(self, monkeypatch: pytest.MonkeyPatch, tmp_db: str,
+                                                                   env: dict, settings: dict, named: str):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        options = {"database_url": tmp_db, "allow_unsigned_webhooks": True, **settings}
+        with pytest.raises(ConfigError) as raised:
+            create_app(Settings(_env_file=None, **options), env_file=None)
+        assert "ALLOW_UNSIGNED_WEBHOOKS" in str(raised.value) and named in str(raised.value)
 
     def test_startup_with_a_secret_does_not_warn_about_unsigned(self, live_app: RunningApp,
                                                                 caplog: pytest.LogCaptureFixture):
-        assert records(caplog, "webhook.unsigned_accepted") == []
+        assert records(caplog, "webhook.unsigned_accepted") == records(caplog, "webhook.closed") == []
         assert live_app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "1", "x"), None).status_code == 401
 
 

@@ -58,8 +58,10 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
     header = request.headers.get("x-hub-signature-256")
     sandbox = {services.sandbox_secret} if services.sandbox_secret else set()
     signer = matching_secret(body, header, secrets | sandbox) if header else None
-    if secrets and signer is None:
+    if signer is None and (secrets or not services.settings.allow_unsigned_webhooks):
         reason = "X-Hub-Signature-256 is missing" if not header else "X-Hub-Signature-256 does not match"
+        if not secrets:
+            reason += " (no app secret is configured: set META_APP_SECRET or <NAME>_APP_SECRET)"
         log.warning("webhook.bad_signature", extra={"detail": reason})
         return _problem(401, reason)
     try:
