@@ -51,6 +51,8 @@ class ClientSettings(EmailSettings):
     debounce_max_seconds: float | None = Field(default=None, ge=0)
     human_idle_minutes: float = Field(default=60, gt=0)
     vision: bool = False
+    # Send what the model writes beside a tool call ("let me check…") before its answer, as a person would.
+    send_text_beside_tools: bool = True
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from core.conversation.media import MediaReader
 from core.knowledge.factory import build_retriever
 from core.conversation.outbox import Outbox
 from core.conversation.processor import Processor, ProcessorTiming, Senders
-from core.conversation.scheduler import Scheduler
+from core.conversation.scheduler import Scheduler, new_owner_id
 from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
 from core.llm.transcription import OpenAITranscriber
@@ -32,7 +33,8 @@ from core.storage.media import LocalMediaArchive, MediaArchive, SupabaseMediaArc
 from core.storage.sqlite import SQLiteStore
 from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
-from core.notify.email import EmailNotifier
+from core.effects.runner import EffectRunner
+from core.notify.email import SmtpMailer
 from core.retry import RetryPolicy
 from core.sandbox import sandbox_secret
 from core.toolbox import ServiceToolbox
@@ -111,8 +113,8 @@ async def run_services(settings: Settings, registry: ClientRegistry,
     await seed_documents(store, registry, clock.now())
     retriever = build_retriever(settings)
     archive = open_media_archive(settings)
-    async with EmailNotifier() as notifier, httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
-        toolbox = ServiceToolbox(store, retriever, notifier, clock, top_k=settings.knowledge_top_k)
+    async with httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
+        toolbox = ServiceToolbox(store, retriever, clock, top_k=settings.knowledge_top_k)
         agent, openai = build_agent(settings, toolbox)
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
@@ -125,14 +127,14 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
                                  history_messages=settings.history_messages)
-        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock,
-                              notify=lambda client, subject, body: toolbox.notify_staff(client.name, client.settings,
-                                                                                        subject, body))
+        owner = new_owner_id()
+        effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
+        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick)
         scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_concurrency=settings.client_concurrency,
                               housekeeping=partial(release_idle_takeovers, store, registry, clock),
-                              housekeeping_seconds=settings.housekeeping_seconds)
+                              housekeeping_seconds=settings.housekeeping_seconds, effects=effects.kick, owner=owner)
         if settings.run_scheduler:
             scheduler.start()
         else:
@@ -141,7 +143,8 @@ async def run_services(settings: Settings, registry: ClientRegistry,
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
             yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret)
         finally:
-            await scheduler.stop(SHUTDOWN_GRACE_SECONDS)
+            # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
+            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS))
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

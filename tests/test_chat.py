@@ -108,7 +108,7 @@ def test_local_chat_with_a_model_shows_tool_calls_tokens_and_a_burst_answered_on
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line for line in lines if line.startswith("demo>")] == ["demo> Abrimos a las 9."]
+    assert [line for line in lines if line.startswith("demo>")] == ["demo> Me fijo el horario.", "demo> Abrimos a las 9."]
     assert "  · model, beside its tool calls: Me fijo el horario." in lines
     assert "  · tool call business_hours({})" in lines
     assert any(line.startswith("  · business_hours returned: ") for line in lines)

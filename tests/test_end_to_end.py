@@ -51,8 +51,9 @@ def test_tool_call_round_trip(live_app: RunningApp, graph: FakeGraph, llm: FakeO
     delivery = text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550003", "¿están abiertos?")
     live_app.post_webhook(delivery, DEMO.secret)
 
-    reply = wait_for(graph.texts, what="a reply")[0]
-    assert reply.text == "Hoy abrimos de 9 a 18."
+    # What the model wrote beside its tool call goes out first, as a person would say it, then the answer.
+    replies = wait_for(lambda: graph.texts() if len(graph.texts()) == 2 else None, what="both parts of the reply")
+    assert [reply.text for reply in replies] == ["Dejame fijarme.", "Hoy abrimos de 9 a 18."]
     second = llm.requests[1]["messages"]
     assert second[-2]["role"] == "assistant"
     assert second[-2]["content"] == "Dejame fijarme."
@@ -61,10 +62,10 @@ def test_tool_call_round_trip(live_app: RunningApp, graph: FakeGraph, llm: FakeO
     assert "Horarios: lunes: 09:00-18:00" in second[-1]["content"]
     assert llm.requests[0]["tools"][0]["function"]["name"] == "business_hours"
 
-    # The next turn's history keeps the text that came with the tool call.
+    # The next turn's history keeps the text that came with the tool call, once, where the model wrote it.
     wait_for(lambda: live_app.settled(DEMO, "5491155550003"), what="the conversation to settle")
     live_app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550003", "gracias"), DEMO.secret)
-    wait_for(lambda: len(graph.texts()) == 2, what="the second reply")
+    wait_for(lambda: len(graph.texts()) == 3, what="the second reply")
     third = llm.requests[2]["messages"]
     assert [m["role"] for m in third[1:]] == ["user", "assistant", "tool", "assistant", "user"]
     assert third[2]["content"] == "Dejame fijarme."

@@ -359,13 +359,14 @@ def test_token_usage_is_stored_per_call_and_summed_per_conversation(start_app, g
 
     # demo's instructions are classified: the classifier call's tokens (11/7) go on the reply with the final call's.
     usage = [(m["direction"], m["role"], m["prompt_tokens"], m["completion_tokens"]) for m in app.messages(DEMO, wa_id)]
+    # "Me fijo." (written beside the tool call) is sent too, carrying no tokens: its call's are on the step.
     assert usage == [("in", "user", 0, 0), ("internal", "assistant", 11, 7), ("internal", "tool", 0, 0),
-                     ("out", "assistant", 22, 14)]
+                     ("out", "assistant", 0, 0), ("out", "assistant", 22, 14)]
     conversation = app.conversation(DEMO, wa_id)
     assert (conversation["prompt_tokens"], conversation["completion_tokens"]) == (33, 21)
 
     app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, wa_id, "gracias"), DEMO.secret)
-    wait_for(lambda: len(texts_to(graph, wa_id)) == 2 and app.settled(DEMO, wa_id), what="the second turn")
+    wait_for(lambda: len(texts_to(graph, wa_id)) == 3 and app.settled(DEMO, wa_id), what="the second turn")
     messages = app.messages(DEMO, wa_id)
     assert (messages[-1]["prompt_tokens"], messages[-1]["completion_tokens"]) == (22, 14)
     conversation = app.conversation(DEMO, wa_id)

@@ -133,7 +133,7 @@ async def register_lead(name: str, email: str, course: str, *, ctx: ToolContext)
     chosen = await _resolve(course, ctx)
     lead = {"name": cleaned_name, "email": cleaned_email, "course_id": chosen.id, "course_name": chosen.name,
             "whatsapp": ctx.user_key, "contact_name": ctx.contact_name}
-    number = await ctx.add_record("lead", lead)
+    ref = await ctx.add_record("lead", lead)
     profile = f" (perfil de WhatsApp: {ctx.contact_name})" if ctx.contact_name else ""
     body = "\n".join([
         "Nuevo interesado registrado por el asistente de WhatsApp.",
@@ -143,11 +143,11 @@ async def register_lead(name: str, email: str, course: str, *, ctx: ToolContext)
         f"Curso: {chosen.name} ({chosen.id})",
         f"WhatsApp: {ctx.user_key}{profile}",
         f"Conversación: {ctx.conversation_id} (GET /api/v1/{ctx.client}/conversations/{ctx.conversation_id}/messages)",
-        f"Lead n.º {number}",
+        f"Referencia del lead: {ref}",
     ])
     ctx.notify_staff(f"Nuevo lead: {cleaned_name} - {chosen.name}", body, reply_to=cleaned_email)
     log.info("emprendemy.lead_registered", extra={"client": ctx.client, "conversation": ctx.conversation_id,
-                                                   "lead": number, "course": chosen.id})
+                                                   "lead": ref, "course": chosen.id})
     return (f"Listo: {cleaned_name} ({cleaned_email}) quedó registrado como interesado en «{chosen.name}» "
-            f"(lead n.º {number}). Un asesor le va a escribir a ese email. Link de inscripción: "
+            f"(referencia {ref}). Un asesor le va a escribir a ese email. Link de inscripción: "
             f"{chosen.enrollment_url}")

@@ -17,7 +17,7 @@ from core.conversation.outbox import Outbox
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
 from core.storage.base import LeaseLost, Store
-from core.storage.records import Claim, Conversation, NewMessage, StoredMessage
+from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.formatting import split_message, to_whatsapp
@@ -51,7 +51,7 @@ class Processor:
 
     def __init__(self, store: Store, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
-                 notify: Callable[[Client, str, str], object] = lambda client, subject, body: None) -> None:
+                 effects: Callable[[], None] = lambda: None) -> None:
         self._store = store
         self._clock = clock
         self._registry = registry
@@ -60,7 +60,7 @@ class Processor:
         self._media = media
         self._outbox = outbox
         self._timing = timing
-        self._notify = notify
+        self._effects = effects  # called after a turn stored effects: carry them out now
 
     async def process(self, claim: Claim) -> None:
         """Answer the claimed conversation; an unexpected failure releases it to be tried again later."""
@@ -123,11 +123,12 @@ class Processor:
             await self._store.save_turn(claim, batch, uuid.uuid4().hex, [], self._clock.now())
             await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
             return
+        batch_id = uuid.uuid4().hex
         typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid))
         try:
             read = await self._media.read(client, sender, batch)
             history = await self._store.history(conversation.id, self._timing.history_messages)
-            turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images)
+            turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images, batch_id)
             try:
                 result = await self._agent.run(turn)
             except Exception as error:  # the user must not be left in silence: fallback, flag, log
@@ -140,39 +141,44 @@ class Processor:
                 result = replace(result, reply=client.fallback_message)
         finally:
             typing.cancel()
-        outbound = self._reply_parts(result)
-        stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, [*result.steps, *outbound], self._clock.now())
+        outbound = await self._reply_parts(client, result)
+        intents = [*result.intents, *handover_email(client, conversation, result.handovers)]
+        # The reply, the steps and every effect the tools decided: one transaction, so none happens twice or alone.
+        stored = await self._store.save_turn(claim, batch, batch_id, [*result.steps, *outbound], self._clock.now(),
+                                             intents)
+        if intents:
+            self._effects()
+        if result.handovers:
+            log.info("conversation.handed_over", extra={**fields, "reason": "; ".join(result.handovers)})
         if not stored:
             log.info("conversation.reply_dropped_for_operator", extra=fields)
             return
         if await self._outbox.deliver(client, sender, conversation, stored):
             log.info("conversation.replied", extra={**fields, "batch": len(batch), "parts": len(stored),
                                                     "category": result.category})
-        if result.handovers:
-            await self._hand_over(client, conversation, "; ".join(result.handovers))
 
-    async def _hand_over(self, client: Client, conversation: Conversation, reason: str) -> None:
-        """A tool asked for a person: the reply is out, now the bot goes quiet and staff hear of it."""
-        await self._store.set_mode(client.name, conversation.id, "human", self._clock.now())
-        who = f"{conversation.contact_name or 'someone'} ({conversation.wa_id or conversation.user_key})"
-        body = (f"Conversation {conversation.id} with {who} on {conversation.phone_number_id} was handed to a person.\n"
-                f"Reason: {reason}\n\nThe bot stays silent in it until it is released "
-                f"(POST /api/v1/{client.name}/conversations/{conversation.id}/release) or the operator is idle for "
-                f"{client.settings.human_idle_minutes:g} minutes.")
-        self._notify(client, f"[{client.name}] Conversation {conversation.id} needs a person", body)
-        log.info("conversation.handed_over", extra={"client": client.name, "conversation": conversation.id,
-                                                    "reason": reason})
-
-    def _reply_parts(self, result: TurnResult) -> list[NewMessage]:
-        parts = split_message(to_whatsapp(result.reply)) or [result.reply]
+    async def _reply_parts(self, client: Client, result: TurnResult) -> list[NewMessage]:
+        """The reply (and, when the client sends them, the texts the model wrote beside its tool calls, first)."""
+        beside = [step.text for step in result.steps
+                  if step.type == "tool_calls" and step.text and step.text.strip()] \
+            if getattr(client.settings, "send_text_beside_tools", True) else []
+        texts = [*beside, result.reply]
+        # Long replies are formatted in a thread: a turn's CPU work must not hold every other tenant's webhooks.
+        formatted = await asyncio.to_thread(_format, texts) if sum(map(len, texts)) > 4000 else _format(texts)
         step_prompt = sum(step.prompt_tokens for step in result.steps)
         step_completion = sum(step.completion_tokens for step in result.steps)
-        # The reply carries the tokens of the calls that produced it (the tool rounds carry their own).
-        return [NewMessage(direction="out", role="assistant", type="text", text=part, status="pending",
-                           category=result.category,
-                           prompt_tokens=(result.prompt_tokens - step_prompt) if index == 0 else 0,
-                           completion_tokens=(result.completion_tokens - step_completion) if index == 0 else 0)
-                for index, part in enumerate(parts)]
+        parts: list[NewMessage] = []
+        for index, chunks in enumerate(formatted):
+            final = index == len(formatted) - 1
+            for number, chunk in enumerate(chunks):
+                first_of_reply = final and number == 0
+                # The reply carries the tokens of the calls that produced it (the tool rounds carry their own).
+                parts.append(NewMessage(
+                    direction="out", role="assistant", type="text", text=chunk, status="pending",
+                    category=result.category, payload=None if final else {"beside_tool_calls": True},
+                    prompt_tokens=(result.prompt_tokens - step_prompt) if first_of_reply else 0,
+                    completion_tokens=(result.completion_tokens - step_completion) if first_of_reply else 0))
+        return parts
 
     async def _keep_typing(self, client: Client, sender: WhatsAppSender, phone_number_id: str, wamid: str | None) -> None:
         """Mark read with the typing indicator now, and again before Meta hides it (after 25 s)."""
@@ -185,3 +191,26 @@ class Processor:
                 log.warning("whatsapp.mark_read_failed", extra={"client": client.name, "code": error.code,
                                                                 "error": str(error)})
             await asyncio.sleep(self._timing.typing_refresh_seconds)
+
+
+def _format(texts: list[str]) -> list[list[str]]:
+    """Each text in WhatsApp's formatting, split under its length limit."""
+    return [split_message(to_whatsapp(text)) or [text] for text in texts]
+
+
+def handover_email(client: Client, conversation: Conversation, reasons: list[str]) -> list[Intent]:
+    """The staff email of a hand-over, as an intent of the turn (none when no tool asked for a person or no SMTP)."""
+    if not reasons:
+        return []
+    if client.settings.smtp_config() is None:
+        log.warning("notify.no_smtp", extra={"client": client.name, "conversation": conversation.id,
+                                             "detail": f"set {client.env_prefix}SMTP_HOST and _SMTP_TO to email staff"})
+        return []
+    reason = "; ".join(reasons)
+    who = f"{conversation.contact_name or 'someone'} ({conversation.wa_id or conversation.user_key})"
+    body = (f"Conversation {conversation.id} with {who} on {conversation.phone_number_id} was handed to a person.\n"
+            f"Reason: {reason}\n\nThe bot stays silent in it until it is released "
+            f"(POST /api/v1/{client.name}/conversations/{conversation.id}/release) or the operator is idle for "
+            f"{client.settings.human_idle_minutes:g} minutes.")
+    return [Intent("email", "handover:email", {"subject": f"[{client.name}] Conversation {conversation.id} needs a person",
+                                               "body": body, "reply_to": None})]

@@ -29,7 +29,7 @@ class Scheduler:
     def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], clock: Clock, *, lease_seconds: float,
                  poll_seconds: float, concurrency: int, client_concurrency: int,
                  housekeeping: Callable[[], Awaitable[None]] | None = None, housekeeping_seconds: float = 30.0,
-                 owner: str | None = None) -> None:
+                 effects: Callable[[], None] | None = None, owner: str | None = None) -> None:
         self._store = store
         self._process = process
         self._clock = clock
@@ -40,6 +40,8 @@ class Scheduler:
         self._housekeeping = housekeeping
         self._housekeeping_seconds = housekeeping_seconds
         self._housekeeping_due = 0.0
+        self._effects = effects
+        self._effects_due = 0.0
         self.owner = owner or new_owner_id()
         self._wake = asyncio.Event()
         self._next_wake = datetime.max.replace(tzinfo=UTC)  # while awake, every nudge counts
@@ -87,8 +89,11 @@ class Scheduler:
             self._next_wake = datetime.max.replace(tzinfo=UTC)
 
     async def _tidy(self) -> None:
-        """Periodic work that is nobody's turn (idle takeovers going back to the bot)."""
+        """Periodic work that is nobody's turn: effects due (retries, a dead process's), idle takeovers."""
         now = asyncio.get_running_loop().time()
+        if self._effects is not None and now >= self._effects_due:
+            self._effects_due = now + self._poll_seconds
+            self._effects()
         if self._housekeeping is not None and now >= self._housekeeping_due:
             self._housekeeping_due = now + self._housekeeping_seconds
             await self._housekeeping()

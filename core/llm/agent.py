@@ -17,7 +17,7 @@ from core.llm.history import chat_messages
 from core.llm.instructions import ClassifiedPrompts
 from core.llm.tools import ToolContext, Toolbox
 from core.retry import RetryPolicy
-from core.storage.records import Conversation, NewMessage, StoredMessage
+from core.storage.records import Conversation, Intent, NewMessage, StoredMessage
 
 log = logging.getLogger("core.llm")
 
@@ -36,6 +36,7 @@ class Turn:
     batch: list[StoredMessage]
     now: datetime
     images: dict[int, str] = field(default_factory=dict)
+    batch_id: str = ""  # the turn's id: what its tools decide is keyed by it
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,12 @@ class TurnResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     category: str | None = None
-    handovers: list[str] = field(default_factory=list)  # tools asked for a person, with these reasons
+    intents: list[Intent] = field(default_factory=list)  # what the tools decided: records, emails, hand-overs
+
+    @property
+    def handovers(self) -> list[str]:
+        """Why tools asked for a person (empty: nobody did)."""
+        return [intent.data["reason"] for intent in self.intents if intent.kind == "handover"]
 
 
 class Agent(Protocol):
@@ -105,7 +111,8 @@ class OpenAIAgent:
         schemas = tools.openai_schemas()
         context = ToolContext(client=client.name, conversation_id=turn.conversation.id,
                               user_key=turn.conversation.user_key, settings=client.settings, now=turn.now,
-                              contact_name=turn.conversation.contact_name, toolbox=self._toolbox)
+                              contact_name=turn.conversation.contact_name, toolbox=self._toolbox,
+                              batch_id=turn.batch_id)
         steps: list[NewMessage] = []
         for round_number in range(self._max_tool_rounds + 1):
             options: dict[str, Any] = {}
@@ -118,7 +125,7 @@ class OpenAIAgent:
             if not calls or round_number == self._max_tool_rounds:
                 return TurnResult(reply=(answer.content or "").strip(), steps=steps, prompt_tokens=usage.prompt,
                                   completion_tokens=usage.completion, category=category,
-                                  handovers=list(context.handovers))
+                                  intents=list(context.intents))
             records = [{"id": call.id, "type": "function",
                         "function": {"name": call.function.name, "arguments": call.function.arguments}}
                        for call in calls]
@@ -127,6 +134,7 @@ class OpenAIAgent:
                                     prompt_tokens=usage.prompt - before[0], completion_tokens=usage.completion - before[1]))
             messages.append({"role": "assistant", "content": answer.content, "tool_calls": records})
             for call in calls:
+                context.begin_call(call.id)
                 result = await self._call_tool(turn, context, call.function.name, call.function.arguments, category)
                 steps.append(NewMessage(direction="internal", role="tool", type="tool_result", text=result,
                                         payload={"tool_call_id": call.id, "name": call.function.name}, category=category))

@@ -26,6 +26,8 @@ def chat_message(message: StoredMessage | NewMessage, image: str | None = None) 
             return {"role": "user", "content": [{"type": "text", "text": message.text or ""},
                                                 {"type": "image_url", "image_url": {"url": image}}]}
         return {"role": "user", "content": message.text or ""}
+    if message.role == "assistant" and payload.get("beside_tool_calls"):
+        return None  # sent as its own message, but the model wrote it with its tool calls: that step holds it
     if message.role == "assistant" and payload.get("tool_calls"):
         # The text a model wrote alongside its tool calls is part of what it said: keep it.
         return {"role": "assistant", "content": message.text, "tool_calls": payload["tool_calls"]}

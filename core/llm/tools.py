@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,29 +13,32 @@ from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
 from pydantic import BaseModel, ValidationError, create_model
 
+from core.storage.records import Intent
+
 if TYPE_CHECKING:
     from core.knowledge.base import Passage
+
+log = logging.getLogger("core.llm.tools")
 
 CONTEXT_PARAMETER = "ctx"
 
 
 class Toolbox(Protocol):
-    """What tools may use of the running service (knowledge, staff email, the client's data)."""
+    """What tools may read of the running service (knowledge, the client's documents)."""
 
     async def search_knowledge(self, client: str, query: str) -> list[Passage]: ...
-
-    def notify_staff(self, client: str, settings: Any, subject: str, body: str, reply_to: str | None = None) -> bool: ...
 
     async def get_document(self, client: str, key: str) -> Any | None: ...
 
     async def put_document(self, client: str, key: str, data: Any) -> None: ...
 
-    async def add_record(self, client: str, kind: str, data: dict[str, Any], conversation_id: int | None) -> int: ...
 
-
-@dataclass(frozen=True)
+@dataclass
 class ToolContext:
-    """What a tool may know and use in the turn it runs in; passed as the keyword-only `ctx` argument."""
+    """What a tool may know and use in the turn it runs in; passed as the keyword-only `ctx` argument.
+
+    What a tool does to the world (a record, a staff email, a hand-over) is an intent: it is stored with the turn's
+    reply, in one transaction, and carried out once, so a retried or crashed turn never repeats it."""
 
     client: str
     conversation_id: int
@@ -42,11 +47,46 @@ class ToolContext:
     now: datetime
     contact_name: str | None = None
     toolbox: Toolbox | None = None
-    handovers: list[str] = field(default_factory=list)
+    batch_id: str = ""
+    intents: list[Intent] = field(default_factory=list)
+    call_id: str = "call"  # the tool call being run (the agent sets it): intents are keyed by it
+    _made: int = 0
+
+    def begin_call(self, call_id: str) -> None:
+        """The agent is about to run the model's tool call `call_id`."""
+        self.call_id, self._made = call_id, 0
+
+    @property
+    def handovers(self) -> list[str]:
+        return [intent.data["reason"] for intent in self.intents if intent.kind == "handover"]
 
     def hand_over(self, reason: str) -> None:
-        """Ask for a person: after this turn's reply is sent, the conversation goes to `human` mode and staff hear."""
-        self.handovers.append(reason)
+        """Ask for a person: with this turn's reply the conversation goes to `human` mode, and staff hear of it."""
+        self.intents.append(Intent("handover", self._key(), {"reason": reason}))
+
+    def notify_staff(self, subject: str, body: str, reply_to: str | None = None) -> bool:
+        """Email the client's staff (its SMTP_TO), optionally with a Reply-To, once this turn is stored.
+
+        False when the client has no SMTP configured (logged)."""
+        smtp_config = getattr(self.settings, "smtp_config", None)
+        if smtp_config is None or smtp_config() is None:
+            log.warning("notify.no_smtp", extra={"client": self.client, "conversation": self.conversation_id,
+                                                 "subject": subject, "detail": f"set {self.client.upper()}_SMTP_HOST "
+                                                                               "and _SMTP_TO to email staff"})
+            return False
+        self.intents.append(Intent("email", self._key(), {"subject": subject, "body": body, "reply_to": reply_to}))
+        return True
+
+    async def add_record(self, kind: str, data: dict[str, Any]) -> str:
+        """Keep a record of `kind` (e.g. a lead) with this turn; returns its reference to tell the user (L-3F9A2C)."""
+        key = self._key()
+        ref = f"{kind[:1].upper()}-{hashlib.sha256(f'{self.batch_id}/{key}'.encode()).hexdigest()[:6].upper()}"
+        self.intents.append(Intent("record", key, {"kind": kind, "data": data, "ref": ref}))
+        return ref
+
+    def _key(self) -> str:
+        self._made += 1
+        return f"{self.call_id}:{self._made}"
 
     def _tools(self) -> Toolbox:
         if self.toolbox is None:
@@ -56,18 +96,11 @@ class ToolContext:
     async def search_knowledge(self, query: str) -> list[Passage]:
         return await self._tools().search_knowledge(self.client, query)
 
-    def notify_staff(self, subject: str, body: str, reply_to: str | None = None) -> bool:
-        """Email the client's staff (its SMTP_TO), optionally with a Reply-To; False when no SMTP is configured."""
-        return self._tools().notify_staff(self.client, self.settings, subject, body, reply_to)
-
     async def get_document(self, key: str) -> Any | None:
         return await self._tools().get_document(self.client, key)
 
     async def put_document(self, key: str, data: Any) -> None:
         await self._tools().put_document(self.client, key, data)
-
-    async def add_record(self, kind: str, data: dict[str, Any]) -> int:
-        return await self._tools().add_record(self.client, kind, data, self.conversation_id)
 
 
 class ToolError(Exception):

@@ -1,26 +1,24 @@
-"""Email notifications over SMTP, per client, sent by a background task with retries.
+"""Email to a client's staff over SMTP: its settings, the message, and one attempt to send it.
 
-smtplib (stdlib) in a worker thread rather than an async SMTP library: notifications are rare, smtplib
-speaks STARTTLS, implicit TLS and AUTH and is maintained with Python, and it adds no dependency. A send is
+Emails are effects: a turn stores them in the effects outbox and core/effects sends them with retries, so none
+waits in memory. smtplib (stdlib) in a worker thread rather than an async SMTP library: notifications are rare,
+smtplib speaks STARTTLS, implicit TLS and AUTH and is maintained with Python, and it adds no dependency. A send is
 bounded by the socket timeout, since a thread cannot be cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-log = logging.getLogger("core.notify")
 
 Security = Literal["starttls", "ssl", "none"]
 DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "ssl": 465, "none": 25}
@@ -146,15 +144,6 @@ class Email:
         return message
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Attempts for one email and the exponential wait between them (1, 2, 4, 8 s by default)."""
-
-    attempts: int = 5
-    initial_wait: float = 1.0
-    max_wait: float = 60.0
-
-
 def is_temporary(error: BaseException) -> bool:
     """Whether trying again later may work: 4xx replies, dropped or refused connections, timeouts."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
@@ -188,110 +177,20 @@ def deliver(email: Email, ssl_context: ssl.SSLContext) -> dict[str, tuple[int, b
         return client.send_message(email.to_message(), from_addr=smtp.sender, to_addrs=list(email.recipients))
 
 
-class EmailNotifier:
-    """Queues emails and sends them from background tasks, so no request waits on SMTP.
+class SmtpMailer:
+    """Sends one email now, off the event loop; retrying is the effects outbox's work."""
 
-    `async with EmailNotifier() as notifier:` starts the workers; leaving the block sends what is queued
-    (for up to `drain_seconds`) and logs, with client, subject and recipients, every email it could not send.
-    """
-
-    def __init__(self, *, queue_size: int = 100, workers: int = 2, retry: RetryPolicy = RetryPolicy(),
-                 drain_seconds: float = 10.0, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._queue: asyncio.Queue[Email] = asyncio.Queue(maxsize=queue_size)
-        self._worker_count = workers
-        self._retry = retry
-        self._drain_seconds = drain_seconds
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._ssl_context = ssl_context or ssl.create_default_context()
-        self._workers: list[asyncio.Task[None]] = []
-        self._running = False
 
-    async def __aenter__(self) -> Self:
-        self._running = True
-        self._workers = [asyncio.create_task(self._work(), name=f"email-notifier-{n}")
-                         for n in range(self._worker_count)]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._running = False
-        try:
-            await asyncio.wait_for(self._queue.join(), self._drain_seconds)
-        except TimeoutError:
-            pass
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
-        while not self._queue.empty():
-            _log_lost(self._queue.get_nowait(), "the server stopped before it was sent")
-
-    def notify(self, client: str, smtp: SmtpConfig, subject: str, body: str, *, to: tuple[str, ...] = (),
-               reply_to: str | None = None) -> bool:
-        """Queue an email; returns at once. False (and an error log) when it cannot be queued."""
-        return self.send(Email(client, smtp, subject, body, to=to, reply_to=reply_to))
-
-    def send(self, email: Email) -> bool:
-        if not self._running:
-            _log_lost(email, "the notifier is not running")
-            return False
-        try:
-            self._queue.put_nowait(email)
-        except asyncio.QueueFull:
-            _log_lost(email, "the queue is full")
-            return False
-        return True
-
-    async def _work(self) -> None:
-        while True:
-            email = await self._queue.get()
-            try:
-                await self._send_one(email)
-            finally:
-                self._queue.task_done()
-
-    async def _send_one(self, email: Email) -> None:
-        """Deliver with retries on temporary failures; a final failure is logged, never raised."""
-        attempts = 0
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._retry.attempts),
-            wait=wait_exponential(multiplier=self._retry.initial_wait, max=self._retry.max_wait),
-            retry=retry_if_exception(is_temporary),
-            before_sleep=lambda state: _log_retry(email, state),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    refused = await asyncio.to_thread(deliver, email, self._ssl_context)
-        except asyncio.CancelledError:
-            _log_lost(email, "the server stopped while it was being sent; it may not have arrived", attempts=attempts)
-            raise
-        except Exception as error:
-            _log_lost(email, _describe(error, email), attempts=attempts)
-            return
-        if refused:
-            log.error("notify.email_partly_refused", extra={
-                "client": email.client, "subject": email.subject, "refused": ", ".join(sorted(refused)),
-                "recipients": ", ".join(email.recipients)})
-        log.info("notify.email_sent", extra={"client": email.client, "recipients": len(email.recipients),
-                                             "message_id": email.message_id, "attempts": attempts})
+    async def send(self, email: Email) -> dict[str, tuple[int, bytes]]:
+        """Deliver `email`; returns the recipients the server refused when only some were. Raises on failure."""
+        return await asyncio.to_thread(deliver, email, self._ssl_context)
 
 
-def _describe(error: BaseException, email: Email) -> str:
+def describe_error(error: BaseException, email: Email) -> str:
+    """The error in one line, without the SMTP password should a server echo it."""
     text = f"{type(error).__name__}: {error}"
-    if email.smtp.password is not None:  # a server echoing credentials must not put them in a log
+    if email.smtp.password is not None:
         text = text.replace(email.smtp.password.get_secret_value(), "***")
     return text
-
-
-def _log_retry(email: Email, state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning("notify.email_retry", extra={
-        "client": email.client, "host": email.smtp.host, "attempt": state.attempt_number,
-        "wait_seconds": round(state.upcoming_sleep, 2), "error": _describe(error, email) if error else ""})
-
-
-def _log_lost(email: Email, reason: str, *, attempts: int = 0) -> None:
-    log.error("notify.email_failed", extra={
-        "client": email.client, "subject": email.subject, "recipients": ", ".join(email.recipients),
-        "host": email.smtp.host, "attempts": attempts, "reason": reason})

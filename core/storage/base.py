@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from core.storage.records import Claim, Conversation, Debounce, InboundResult, Mode, NewMessage, StoredMessage
+from core.storage.records import (
+    Claim,
+    Conversation,
+    Debounce,
+    Effect,
+    InboundResult,
+    Intent,
+    Mode,
+    NewMessage,
+    StoredMessage,
+)
 from core.webhook.events import InboundMessage, StatusUpdate
 
 
@@ -57,14 +67,16 @@ class Store(Protocol):
         """Record where a received file was archived."""
 
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
-                        now: datetime) -> list[StoredMessage]:
-        """Atomically mark the batch answered and store what the turn produced, adding its tokens.
+                        now: datetime, intents: Sequence[Intent] = ()) -> list[StoredMessage]:
+        """Atomically mark the batch answered and store what the turn produced and decided, adding its tokens.
 
         Outbound messages are stored `pending` and returned, to be sent and then marked with `mark_sent`; a
-        conversation taken over by an operator meanwhile gets none (returns [])."""
+        conversation taken over by an operator meanwhile gets none (returns []). Intents take effect in the same
+        transaction: records are added, a hand-over sets mode `human`, emails enter the effects outbox.
+        Raises LeaseLost when the claim no longer holds the conversation."""
 
     async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
-        """Outbound messages stored but not yet sent (a processor died between storing and sending)."""
+        """The bot's replies stored but not yet sent (a processor died between storing and sending)."""
 
     async def mark_sent(self, message_id: int, wamid: str | None, status: str, error: dict[str, Any] | None) -> None:
         """Record the outcome of sending a stored outbound message."""
@@ -95,7 +107,17 @@ class Store(Protocol):
         """Append a record of `kind` (e.g. a lead) for a client; returns its id."""
 
     async def list_records(self, client: str, kind: str, limit: int, offset: int) -> list[dict[str, Any]]:
-        """A client's records of `kind`, oldest first, each with its id, conversation and time."""
+        """A client's records of `kind`, oldest first, each with its id, conversation, time and reference."""
+
+    async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
+        """Lease up to `limit` effects due by `now` (pending, not leased by someone else), oldest due first."""
+
+    async def settle_effect(self, effect: Effect, owner: str, now: datetime, *, error: str | None = None,
+                            retry_at: datetime | None = None) -> bool:
+        """Record an attempt: done (no error), to retry at `retry_at`, or failed for good; False if not leased."""
+
+    async def list_effects(self, client: str, conversation_id: int) -> list[Effect]:
+        """A conversation's effects in the order they were decided."""
 
     async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]: ...
 

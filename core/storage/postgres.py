@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,7 +30,9 @@ from core.storage.records import (
     Claim,
     Conversation,
     Debounce,
+    Effect,
     InboundResult,
+    Intent,
     Mode,
     NewMessage,
     StoredMessage,
@@ -40,7 +42,7 @@ from core.webhook.events import InboundMessage, StatusUpdate
 
 T = TypeVar("T")
 
-TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records")
+TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records", "effects")
 SUPABASE_TRANSACTION_POOLER_PORT = 6543
 DEFAULT_POOL_SIZE = 10
 # pg_advisory_xact_lock(namespace, hashtext(wamid)): a send's outcome and a status report for the same wamid
@@ -67,8 +69,9 @@ _UNAVAILABLE = (
     asyncpg.InternalClientError,
 )
 _RETRIES = 3
-# A conversation can be claimed: something is due by now ($3), the bot answers, no live lease.
-_CLAIMABLE = "due_at IS NOT NULL AND due_at <= $3 AND mode = 'bot' AND (lease_until IS NULL OR lease_until <= $3)"
+# A conversation can be claimed: something is due by now ($3) and no live lease (a human-mode one is due only
+# while bot replies decided before its hand-over are unsent).
+_CLAIMABLE = "due_at IS NOT NULL AND due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)"
 # claim_due locks up to this many times what it may take, so that processes claiming at once each find rows.
 CLAIM_SLACK = 3
 
@@ -244,7 +247,7 @@ class PostgresStore:
     async def next_due_at(self) -> datetime | None:
         # A leased conversation becomes claimable only when its lease ends (GREATEST ignores a NULL lease).
         return await self._read(lambda conn: conn.fetchval(
-            "SELECT MIN(GREATEST(due_at, lease_until)) FROM conversations WHERE due_at IS NOT NULL AND mode = 'bot'"))
+            "SELECT MIN(GREATEST(due_at, lease_until)) FROM conversations WHERE due_at IS NOT NULL"))
 
     async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int,
                         exclude_clients: Collection[str] = (), per_client: int | None = None) -> list[Claim]:
@@ -314,7 +317,7 @@ class PostgresStore:
         await self._write(lambda conn: conn.execute("UPDATE messages SET media_path = $1 WHERE id = $2", path, message_id))
 
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
-                        now: datetime) -> list[StoredMessage]:
+                        now: datetime, intents: Sequence[Intent] = ()) -> list[StoredMessage]:
         async def write(conn: asyncpg.Connection) -> list[StoredMessage]:
             conversation_id = claim.conversation.id
             row = await conn.fetchrow("SELECT mode, lease_owner FROM conversations WHERE id = $1 FOR NO KEY UPDATE",
@@ -340,13 +343,15 @@ class PostgresStore:
                        updated_at = $3 WHERE id = $4""",
                 sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
                 now, conversation_id)
+            await _apply_intents(conn, claim.conversation, batch_id, intents, now)
             return sorted(outbound, key=lambda message: message.id)
 
         return await self._write(write)
 
     async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
         rows = await self._read(lambda conn: conn.fetch(
-            "SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'out' AND status = 'pending' ORDER BY id",
+            "SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant' "
+            "AND status = 'pending' ORDER BY id",
             conversation_id))
         return [_message(row) for row in rows]
 
@@ -454,8 +459,32 @@ class PostgresStore:
             client, kind, limit, offset))
         # created_at as the SQLite store gives it: ISO 8601 text.
         return [{"id": row["id"], "conversation_id": row["conversation_id"],
-                 "created_at": row["created_at"].isoformat(timespec="microseconds"), "data": row["data"]}
-                for row in rows]
+                 "created_at": row["created_at"].isoformat(timespec="microseconds"), "ref": row["ref"],
+                 "data": row["data"]} for row in rows]
+
+    async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
+        rows = await self._write(lambda conn: conn.fetch(
+            """UPDATE effects SET lease_owner = $1, lease_until = $2
+               WHERE id IN (SELECT id FROM effects WHERE due_at IS NOT NULL AND due_at <= $3
+                              AND (lease_until IS NULL OR lease_until <= $3)
+                            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+               RETURNING *""", owner, now + timedelta(seconds=lease_seconds), now, limit))
+        return [_effect(row) for row in rows]
+
+    async def settle_effect(self, effect: Effect, owner: str, now: datetime, *, error: str | None = None,
+                            retry_at: datetime | None = None) -> bool:
+        status = "done" if error is None else ("pending" if retry_at is not None else "failed")
+        result = await self._write(lambda conn: conn.execute(
+            """UPDATE effects SET status = $1, attempts = attempts + 1, last_error = $2, due_at = $3, done_at = $4,
+                   lease_owner = NULL, lease_until = NULL
+               WHERE id = $5 AND lease_owner = $6""", status, error, retry_at, now if status == "done" else None,
+            effect.id, owner))
+        return result.endswith(" 1")
+
+    async def list_effects(self, client: str, conversation_id: int) -> list[Effect]:
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT * FROM effects WHERE client = $1 AND conversation_id = $2 ORDER BY id", client, conversation_id))
+        return [_effect(row) for row in rows]
 
     # ---------------------------------------------------------------- reads for the REST API
 
@@ -511,6 +540,36 @@ async def _apply_statuses(conn: asyncpg.Connection, client: str, wamid: str) -> 
             status, error, changed = row["status"], {"errors": errors} if errors else error, True
     if changed:
         await conn.execute("UPDATE messages SET status = $1, error = $2 WHERE wamid = $3", status, error, wamid)
+
+
+async def _apply_intents(conn: asyncpg.Connection, conversation: Conversation, batch_id: str,
+                         intents: Sequence[Intent], now: datetime) -> None:
+    """What the turn decided, in its own transaction: records and a hand-over now, emails into the outbox."""
+    for intent in intents:
+        if intent.kind == "record":
+            await conn.execute(
+                "INSERT INTO client_records (client, kind, conversation_id, data, created_at, ref) "
+                "VALUES ($1, $2, $3, $4, $5, $6)", conversation.client, intent.data["kind"], conversation.id,
+                intent.data["data"], now, intent.data.get("ref"))
+        elif intent.kind == "handover":
+            # As an operator's takeover: what was waiting is theirs now; the bot's unsent reply still goes out.
+            await conn.execute("UPDATE messages SET processed_at = $1 WHERE conversation_id = $2 AND direction = 'in' "
+                               "AND processed_at IS NULL", now, conversation.id)
+            await conn.execute("""UPDATE conversations SET mode = 'human', human_since = COALESCE(human_since, $1),
+                                      last_operator_at = $1, pending_since = NULL WHERE id = $2""",
+                               now, conversation.id)
+        else:
+            await conn.execute(
+                """INSERT INTO effects (client, conversation_id, batch_id, key, kind, data, due_at, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (batch_id, key) DO NOTHING""",
+                conversation.client, conversation.id, batch_id, intent.key, intent.kind, intent.data, now)
+
+
+def _effect(row: asyncpg.Record) -> Effect:
+    return Effect(id=row["id"], client=row["client"], conversation_id=row["conversation_id"], batch_id=row["batch_id"],
+                  key=row["key"], kind=row["kind"], data=row["data"], status=row["status"], attempts=row["attempts"],
+                  last_error=row["last_error"], due_at=row["due_at"], created_at=row["created_at"],
+                  done_at=row["done_at"])
 
 
 def _conversation(row: asyncpg.Record) -> Conversation:

@@ -104,3 +104,37 @@ class Claim:
     conversation: Conversation
     owner: str
     lease_until: datetime
+
+
+EffectKind = Literal["record", "handover", "email"]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """An effect a turn decided (a record, a hand-over, an email): stored in the turn's own transaction.
+
+    `key` is unique within the batch (`<tool call id>:<n>`), so the effect happens once per (batch, tool call).
+    Records and hand-overs are written by that transaction itself; emails wait in the effects outbox."""
+
+    kind: EffectKind
+    key: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An effect waiting in the outbox (or done, or failed), claimed by one runner at a time."""
+
+    id: int
+    client: str
+    conversation_id: int | None
+    batch_id: str
+    key: str
+    kind: EffectKind
+    data: dict[str, Any]
+    status: str  # pending, done, failed
+    attempts: int
+    last_error: str | None
+    due_at: datetime | None
+    created_at: datetime
+    done_at: datetime | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,9 @@ from core.storage.records import (
     Claim,
     Conversation,
     Debounce,
+    Effect,
     InboundResult,
+    Intent,
     Mode,
     NewMessage,
     StoredMessage,
@@ -165,7 +167,7 @@ class SQLiteStore:
             # A leased conversation becomes claimable only when its lease ends.
             row = db.execute(
                 """SELECT MIN(MAX(due_at, COALESCE(lease_until, due_at))) FROM conversations
-                   WHERE due_at IS NOT NULL AND mode = 'bot'"""
+                   WHERE due_at IS NOT NULL"""
             ).fetchone()
             return _time(row[0])
 
@@ -183,7 +185,7 @@ class SQLiteStore:
                     WHERE id IN (SELECT id FROM (
                                      SELECT id, due_at, ROW_NUMBER() OVER (PARTITION BY client ORDER BY due_at) AS rank
                                      FROM conversations
-                                     WHERE due_at IS NOT NULL AND due_at <= ? AND mode = 'bot'
+                                     WHERE due_at IS NOT NULL AND due_at <= ?
                                        AND (lease_until IS NULL OR lease_until <= ?) {skip})
                                  WHERE rank <= ? ORDER BY due_at LIMIT ?)
                     RETURNING *""",
@@ -244,7 +246,7 @@ class SQLiteStore:
         await self._write(lambda db: db.execute("UPDATE messages SET media_path = ? WHERE id = ?", (path, message_id)))
 
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
-                        now: datetime) -> list[StoredMessage]:
+                        now: datetime, intents: Sequence[Intent] = ()) -> list[StoredMessage]:
         def write(db: sqlite3.Connection) -> list[StoredMessage]:
             stamp = _iso(now)
             conversation_id = claim.conversation.id
@@ -272,6 +274,7 @@ class SQLiteStore:
                 (sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
                  stamp, conversation_id),
             )
+            _apply_intents(db, claim.conversation, batch_id, intents, stamp)
             return _messages_by_id(db, outbound_ids)
 
         return await self._write(write)
@@ -279,7 +282,8 @@ class SQLiteStore:
     async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
         def read(db: sqlite3.Connection) -> list[StoredMessage]:
             rows = db.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? AND direction = 'out' AND status = 'pending' ORDER BY id",
+                "SELECT * FROM messages WHERE conversation_id = ? AND direction = 'out' AND role = 'assistant' "
+                "AND status = 'pending' ORDER BY id",
                 (conversation_id,),
             ).fetchall()
             return [_message(row) for row in rows]
@@ -392,13 +396,47 @@ class SQLiteStore:
 
         return await self._write(write)
 
+    async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
+        lease_until = _iso(now + timedelta(seconds=lease_seconds))
+
+        def write(db: sqlite3.Connection) -> list[Effect]:
+            rows = db.execute(
+                """UPDATE effects SET lease_owner = ?, lease_until = ?
+                   WHERE id IN (SELECT id FROM effects WHERE due_at IS NOT NULL AND due_at <= ?
+                                  AND (lease_until IS NULL OR lease_until <= ?) ORDER BY due_at LIMIT ?)
+                   RETURNING *""",
+                (owner, lease_until, _iso(now), _iso(now), limit)).fetchall()
+            return [_effect(row) for row in rows]
+
+        return await self._write(write)
+
+    async def settle_effect(self, effect: Effect, owner: str, now: datetime, *, error: str | None = None,
+                            retry_at: datetime | None = None) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            status = "done" if error is None else ("pending" if retry_at is not None else "failed")
+            return bool(db.execute(
+                """UPDATE effects SET status = ?, attempts = attempts + 1, last_error = ?, due_at = ?, done_at = ?,
+                       lease_owner = NULL, lease_until = NULL
+                   WHERE id = ? AND lease_owner = ?""",
+                (status, error, _iso(retry_at), _iso(now) if status == "done" else None, effect.id, owner)).rowcount)
+
+        return await self._write(write)
+
+    async def list_effects(self, client: str, conversation_id: int) -> list[Effect]:
+        def read(db: sqlite3.Connection) -> list[Effect]:
+            rows = db.execute("SELECT * FROM effects WHERE client = ? AND conversation_id = ? ORDER BY id",
+                              (client, conversation_id)).fetchall()
+            return [_effect(row) for row in rows]
+
+        return await self._run(read)
+
     async def list_records(self, client: str, kind: str, limit: int, offset: int) -> list[dict[str, Any]]:
         def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = db.execute(
                 "SELECT * FROM client_records WHERE client = ? AND kind = ? ORDER BY id LIMIT ? OFFSET ?",
                 (client, kind, limit, offset)).fetchall()
             return [{"id": row["id"], "conversation_id": row["conversation_id"], "created_at": row["created_at"],
-                     "data": json.loads(row["data"])} for row in rows]
+                     "ref": row["ref"], "data": json.loads(row["data"])} for row in rows]
 
         return await self._run(read)
 
@@ -446,7 +484,7 @@ class SQLiteStore:
 
 
 # Columns added after a file may have been created: (table, column, declaration).
-_LATER_COLUMNS = [("messages", "media_path", "TEXT")]
+_LATER_COLUMNS = [("messages", "media_path", "TEXT"), ("client_records", "ref", "TEXT")]
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
@@ -483,6 +521,35 @@ def _apply_statuses(db: sqlite3.Connection, client: str, wamid: str) -> None:
             errors = json.loads(row["payload"]).get("errors")
             db.execute("UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE wamid = ?",
                        (row["status"], _json({"errors": errors} if errors else None), wamid))
+
+
+def _apply_intents(db: sqlite3.Connection, conversation: Conversation, batch_id: str, intents: Sequence[Intent],
+                   stamp: str) -> None:
+    """What the turn decided, in its own transaction: records and a hand-over now, emails into the outbox."""
+    for intent in intents:
+        if intent.kind == "record":
+            db.execute("INSERT INTO client_records (client, kind, conversation_id, data, created_at, ref) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (conversation.client, intent.data["kind"], conversation.id,
+                                                     _json(intent.data["data"]), stamp, intent.data.get("ref")))
+        elif intent.kind == "handover":
+            # As an operator's takeover: what was waiting is theirs now; the bot's unsent reply still goes out.
+            db.execute("UPDATE messages SET processed_at = ? WHERE conversation_id = ? AND direction = 'in' "
+                       "AND processed_at IS NULL", (stamp, conversation.id))
+            db.execute("""UPDATE conversations SET mode = 'human', human_since = COALESCE(human_since, ?),
+                              last_operator_at = ?, pending_since = NULL WHERE id = ?""",
+                       (stamp, stamp, conversation.id))
+        else:
+            db.execute("""INSERT INTO effects (client, conversation_id, batch_id, key, kind, data, due_at, created_at)
+                          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch_id, key) DO NOTHING""",
+                       (conversation.client, conversation.id, batch_id, intent.key, intent.kind, _json(intent.data),
+                        stamp, stamp))
+
+
+def _effect(row: sqlite3.Row) -> Effect:
+    return Effect(id=row["id"], client=row["client"], conversation_id=row["conversation_id"], batch_id=row["batch_id"],
+                  key=row["key"], kind=row["kind"], data=json.loads(row["data"]), status=row["status"],
+                  attempts=row["attempts"], last_error=row["last_error"], due_at=_time(row["due_at"]),
+                  created_at=_time(row["created_at"]), done_at=_time(row["done_at"]))  # type: ignore[arg-type]
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:

@@ -80,6 +80,29 @@ CREATE TABLE IF NOT EXISTS client_records (
     kind             TEXT    NOT NULL,                -- e.g. "lead"
     conversation_id  INTEGER REFERENCES conversations (id),
     data             TEXT    NOT NULL,                -- JSON
-    created_at       TEXT    NOT NULL
+    created_at       TEXT    NOT NULL,
+    ref              TEXT                             -- the reference the tool gave the user (e.g. L-3F9A2C)
 );
 CREATE INDEX IF NOT EXISTS client_records_kind ON client_records (client, kind, id);
+
+-- The effects outbox: what a turn decided that leaves the service (staff emails...), stored in the turn's own
+-- transaction and carried out after it, once per (batch, key), retried with backoff, claimed under a lease.
+CREATE TABLE IF NOT EXISTS effects (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    client           TEXT    NOT NULL,
+    conversation_id  INTEGER REFERENCES conversations (id),
+    batch_id         TEXT    NOT NULL,                -- the turn that decided it
+    key              TEXT    NOT NULL,                -- <tool call id>:<n>, unique within the batch
+    kind             TEXT    NOT NULL,                -- email
+    data             TEXT    NOT NULL,                -- JSON: what to do (subject, body, reply_to...)
+    status           TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    due_at           TEXT,                            -- when to try (again); NULL once done or failed
+    lease_owner      TEXT,
+    lease_until      TEXT,
+    created_at       TEXT    NOT NULL,
+    done_at          TEXT,
+    UNIQUE (batch_id, key)
+);
+CREATE INDEX IF NOT EXISTS effects_due ON effects (due_at) WHERE due_at IS NOT NULL;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +129,12 @@ def test_a_lead_is_stored_and_emailed_to_staff(school: RunningApp, graph: FakeGr
                                              "course": "finanzas"})]),
         Reply(content="¡Listo, Ana! Un asesor te escribe a tu email."))
 
-    assert registered == ("Listo: Ana Pérez (ana.perez@example.com) quedó registrado como interesado en «Finanzas para "
-                          "emprendedores» (lead n.º 1). Un asesor le va a escribir a ese email. Link de inscripción: "
-                          "https://emprendemy.example/cursos/finanzas-para-emprender")
     found = conversation(school, EMPRENDEMY, "5491170000004")
     [lead] = leads(school)
+    assert re.fullmatch(r"L-[0-9A-F]{6}", lead["ref"])
+    assert registered == ("Listo: Ana Pérez (ana.perez@example.com) quedó registrado como interesado en «Finanzas para "
+                          f"emprendedores» (referencia {lead['ref']}). Un asesor le va a escribir a ese email. Link de "
+                          "inscripción: https://emprendemy.example/cursos/finanzas-para-emprender")
     assert (lead["id"], lead["conversation_id"]) == (1, found["id"])
     assert lead["data"] == {"name": "Ana Pérez", "email": "ana.perez@example.com", "course_id": "finanzas-para-emprender",
                             "course_name": "Finanzas para emprendedores", "whatsapp": "5491170000004",
@@ -147,7 +149,7 @@ def test_a_lead_is_stored_and_emailed_to_staff(school: RunningApp, graph: FakeGr
                  "Curso: Finanzas para emprendedores (finanzas-para-emprender)",
                  "WhatsApp: 5491170000004 (perfil de WhatsApp: Ana)",
                  f"Conversación: {found['id']} (GET /api/v1/emprendemy/conversations/{found['id']}/messages)",
-                 "Lead n.º 1"):
+                 f"Referencia del lead: {lead['ref']}"):
         assert line in body
 
 

@@ -24,11 +24,12 @@ FALLBACK = "Sorry, a person will answer soon."
 
 def make_client(name: str = "demo", *, phone_number_ids: Collection[str] = ("2001",),
                 waba_ids: Collection[str] = ("1001",), send_mode: SendMode = "live", app_secret: str | None = None,
-                human_idle_minutes: float = 60, fallback_message: str = FALLBACK) -> Client:
-    """A ready client built directly (no environment read beyond an unused prefix)."""
+                human_idle_minutes: float = 60, fallback_message: str = FALLBACK, smtp: bool = False) -> Client:
+    """A ready client built directly (no environment read beyond an unused prefix); `smtp`: staff email set up."""
+    email = {"smtp_host": "127.0.0.1", "smtp_to": ["staff@example.com"], "smtp_from": "bot@example.com"} if smtp else {}
     settings = ClientSettings(_env_prefix="UNIT_TEST_UNUSED_", _env_file=None,  # type: ignore[call-arg]
                               phone_number_ids=list(phone_number_ids), waba_ids=list(waba_ids),
-                              human_idle_minutes=human_idle_minutes)
+                              human_idle_minutes=human_idle_minutes, **email)
     spec = ClientSpec(name=name, instructions=SinglePrompt("You are a test bot."))
     return Client(spec=spec, settings=settings, toolsets=spec.toolsets(), app_secret=app_secret, verify_token=None,
                   access_token="token-" + name if send_mode == "live" else None, model="m", classifier_model="m",

@@ -18,7 +18,7 @@ from core.conversation.outbox import Outbox
 from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.window import OUTSIDE_WINDOW_REASON
 from core.llm.agent import Turn, TurnResult
-from core.storage.records import Claim, Conversation, NewMessage, StoredMessage
+from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
 from core.storage.sqlite import SQLiteStore
 from core.webhook.events import InboundMessage
 from core.whatsapp.errors import WhatsAppError
@@ -64,13 +64,16 @@ class Bench:
         self.lease_seconds = lease_seconds
         self.sender = sender or FakeSender()
         self.sandbox = FakeSender()
-        self.notes: list[tuple[str, str, str]] = []
+        self.kicks = 0  # times the processor asked for its effects to be carried out
         self.processor = Processor(
             store, ClientRegistry([self.client]), agent, Senders(live=self.sender, sandbox=self.sandbox),
             MediaReader(store, None, 1_000_000), Outbox(store, instant_pacer(), NO_WAIT_RETRY, self.clock),
             ProcessorTiming(lease_seconds=lease_seconds, retry_seconds=30, typing_refresh_seconds=60,
                             history_messages=20),
-            self.clock, notify=lambda client, subject, body: self.notes.append((client.name, subject, body)))
+            self.clock, effects=self._kick)
+
+    def _kick(self) -> None:
+        self.kicks += 1
 
     async def receive(self, text: str, *, sent_at: datetime | None = None, client: str = "demo") -> int:
         message = InboundMessage(waba_id="1001", phone_number_id="2001", wamid=f"wamid.in{next(_wamids)}",
@@ -220,15 +223,18 @@ class TestOperators:
 
     async def test_a_hand_over_sends_the_reply_then_silences_the_bot_and_tells_staff(
             self, store: WatchedStore) -> None:
-        bench = Bench(store, ScriptedAgent(TurnResult(reply="Te paso con una persona",
-                                                      handovers=["wants to talk to a person"])))
+        handover = Intent("handover", "call_1:1", {"reason": "wants to talk to a person"})
+        bench = Bench(store, ScriptedAgent(TurnResult(reply="Te paso con una persona", intents=[handover])),
+                      client=make_client(smtp=True))
         conversation_id = await bench.receive("quiero hablar con alguien")
         await bench.answer()
         assert bench.sender.bodies == ["Te paso con una persona"]
         assert (await bench.conversation(conversation_id)).mode == "human"
-        [(client, subject, body)] = bench.notes
-        assert client == "demo" and str(conversation_id) in subject
-        assert "wants to talk to a person" in body and USER in body
+        [email] = await store.list_effects("demo", conversation_id)
+        assert (email.kind, email.status) == ("email", "pending")  # in the outbox, stored with the reply
+        assert str(conversation_id) in email.data["subject"]
+        assert "wants to talk to a person" in email.data["body"] and USER in email.data["body"]
+        assert bench.kicks == 1
 
 
 class TestWindow:

@@ -477,7 +477,8 @@ class TestOperators:
             T0 + timedelta(minutes=1))
         assert (stored.role, stored.direction, stored.status, stored.text) == ("operator", "out", "pending", "Hola, soy Juan")
         assert stored.processed_at == T0 + timedelta(minutes=1)
-        assert [m.id for m in await store.unsent_replies(result.conversation_id)] == [stored.id]
+        # The request that stored it sends it: a bot turn's resend of unsent replies must never send it again.
+        assert await store.unsent_replies(result.conversation_id) == []
         conversation = await store.get_conversation("demo", result.conversation_id)
         assert conversation.last_operator_at == T0 + timedelta(minutes=1)
         assert [m.text for m in await store.list_messages(result.conversation_id, 10, 0)] == ["hola", "Hola, soy Juan"]
