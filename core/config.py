@@ -60,6 +60,8 @@ class Settings(KnowledgeSettings):
     run_scheduler: bool = True
     history_messages: int = Field(default=30, ge=0)
     max_tool_rounds: int = Field(default=5, ge=1)
+    # Failed attempts at one batch (a reply that cannot be stored, a tool that crashes…) before it is ended.
+    turn_max_failures: int = Field(default=3, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Local development only: accept webhooks nobody signed while no app secret is set. Refused beside live settings.

@@ -126,7 +126,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
-                                 history_messages=settings.history_messages)
+                                 history_messages=settings.history_messages, max_failures=settings.turn_max_failures)
         owner = new_owner_id()
         effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick)

@@ -44,6 +44,15 @@ class ProcessorTiming:
     retry_seconds: float
     typing_refresh_seconds: float
     history_messages: int
+    max_failures: int = 3  # failed attempts at one batch before it is answered with the fallback and flagged
+
+
+@dataclass
+class _Spent:
+    """Tokens an attempt spent before it failed: they are counted even though no turn is stored."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Processor:
@@ -66,17 +75,44 @@ class Processor:
         """Answer the claimed conversation; an unexpected failure releases it to be tried again later."""
         conversation = claim.conversation
         fields = {"client": conversation.client, "conversation": conversation.id}
+        spent = _Spent()
         try:
-            await self._holding_lease(claim, self._answer(claim))
+            await self._holding_lease(claim, self._answer(claim, spent))
         except asyncio.CancelledError:
             await asyncio.shield(self._store.release(claim, retry_at=None))
             raise
         except LeaseLost:
             # Another processor holds the conversation now and answers it: nothing of this turn was stored or sent.
             log.warning("conversation.lease_lost", extra=fields)
-        except Exception:
+        except Exception as error:
             log.exception("conversation.turn_failed", extra=fields)
+            try:
+                await self._after_failure(claim, error, spent)
+            except LeaseLost:
+                log.warning("conversation.lease_lost", extra=fields)
+            except Exception:
+                log.exception("conversation.failure_not_recorded", extra=fields)
+                await self._store.release(claim, self._clock.now() + timedelta(seconds=self._timing.retry_seconds))
+
+    async def _after_failure(self, claim: Claim, error: Exception, spent: _Spent) -> None:
+        """Try the batch again later; after `max_failures` attempts end it: the fallback once, and a flag."""
+        conversation = claim.conversation
+        failures = await self._store.count_failure(claim, spent.prompt_tokens, spent.completion_tokens)
+        if failures < self._timing.max_failures:
             await self._store.release(claim, retry_at=self._clock.now() + timedelta(seconds=self._timing.retry_seconds))
+            return
+        client = self._registry.get(conversation.client)
+        reason = f"the bot failed {failures} times on the same messages ({type(error).__name__}): the fallback was sent"
+        log.error("conversation.poisoned", extra={"client": conversation.client, "conversation": conversation.id,
+                                                  "failures": failures, "error": f"{type(error).__name__}: {error}"[:300]})
+        batch = await self._store.pending_batch(conversation.id)
+        fallback = [NewMessage(direction="out", role="assistant", type="text", status="pending",
+                               text=client.fallback_message)] if client is not None and batch else []
+        stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, fallback, self._clock.now())
+        await self._store.flag(conversation.id, reason)
+        if stored and client is not None:
+            await self._outbox.deliver(client, self._senders.for_client(client), conversation, stored)
+        await self._store.finish_turn(claim, self._clock.now())
 
     async def _holding_lease(self, claim: Claim, work: Awaitable[T]) -> T:
         """Run `work` while renewing the lease; losing the lease stops the work before it can reply twice."""
@@ -95,7 +131,7 @@ class Processor:
             if not task.done():
                 task.cancel()
 
-    async def _answer(self, claim: Claim) -> None:
+    async def _answer(self, claim: Claim, spent: _Spent) -> None:
         conversation = claim.conversation
         client = self._registry.get(conversation.client)
         if client is None:
@@ -111,10 +147,11 @@ class Processor:
             await self._outbox.deliver(client, sender, conversation, unsent)
         batch = await self._store.pending_batch(conversation.id)
         if batch:
-            await self._turn(claim, client, sender, batch)
+            await self._turn(claim, client, sender, batch, spent)
         await self._store.finish_turn(claim, self._clock.now())
 
-    async def _turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage]) -> None:
+    async def _turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage],
+                    spent: _Spent) -> None:
         conversation = claim.conversation
         fields = {"client": client.name, "conversation": conversation.id}
         if not is_within_window(conversation.last_inbound_at, self._clock.now()):
@@ -136,6 +173,7 @@ class Processor:
                           extra={**fields, "error": f"{type(error).__name__}: {error}"[:300]})
                 result = TurnResult(reply=client.fallback_message)
                 await self._store.flag(conversation.id, f"the model could not answer ({type(error).__name__})")
+            spent.prompt_tokens, spent.completion_tokens = result.prompt_tokens, result.completion_tokens
             if not result.reply:
                 log.warning("llm.empty_reply", extra=fields)
                 result = replace(result, reply=client.fallback_message)

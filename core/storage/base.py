@@ -84,6 +84,11 @@ class Store(Protocol):
     async def finish_turn(self, claim: Claim, now: datetime) -> None:
         """Release the lease; the conversation stays due only if messages arrived meanwhile."""
 
+    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int) -> int:
+        """One more failed attempt at the pending batch (its tokens added to the totals); returns how many so far.
+
+        A stored turn starts the count again. Raises LeaseLost when the claim no longer holds the conversation."""
+
     async def flag(self, conversation_id: int, reason: str) -> None:
         """Mark a conversation as needing a person's attention."""
 

@@ -340,7 +340,7 @@ class PostgresStore:
                     outbound.append(stored)
             await conn.execute(
                 """UPDATE conversations SET prompt_tokens = prompt_tokens + $1, completion_tokens = completion_tokens + $2,
-                       updated_at = $3 WHERE id = $4""",
+                       turn_failures = 0, updated_at = $3 WHERE id = $4""",
                 sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
                 now, conversation_id)
             await _apply_intents(conn, claim.conversation, batch_id, intents, now)
@@ -382,11 +382,20 @@ class PostgresStore:
             keep_due = pending is not None or unsent is not None
             await conn.execute(
                 """UPDATE conversations SET pending_since = $1, due_at = CASE WHEN $2 THEN COALESCE(due_at, $3) END,
-                       lease_owner = NULL, lease_until = NULL, updated_at = $3
+                       lease_owner = NULL, lease_until = NULL, turn_failures = 0, updated_at = $3
                    WHERE id = $4 AND lease_owner = $5""",
                 pending, keep_due, now, conversation_id, claim.owner)
 
         await self._write(write)
+
+    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int) -> int:
+        count = await self._write(lambda conn: conn.fetchval(
+            """UPDATE conversations SET turn_failures = turn_failures + 1, prompt_tokens = prompt_tokens + $1,
+                   completion_tokens = completion_tokens + $2 WHERE id = $3 AND lease_owner = $4 RETURNING turn_failures""",
+            prompt_tokens, completion_tokens, claim.conversation.id, claim.owner))
+        if count is None:
+            raise LeaseLost(f"conversation {claim.conversation.id} is no longer held by {claim.owner}")
+        return int(count)
 
     async def flag(self, conversation_id: int, reason: str) -> None:
         await self._write(lambda conn: conn.execute(

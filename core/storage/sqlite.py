@@ -270,7 +270,7 @@ class SQLiteStore:
                     outbound_ids.append(message_id)
             db.execute(
                 """UPDATE conversations SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
-                       updated_at = ? WHERE id = ?""",
+                       turn_failures = 0, updated_at = ? WHERE id = ?""",
                 (sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
                  stamp, conversation_id),
             )
@@ -317,12 +317,24 @@ class SQLiteStore:
             keep_due = pending is not None or unsent is not None
             db.execute(
                 """UPDATE conversations SET pending_since = ?, due_at = CASE WHEN ? THEN COALESCE(due_at, ?) END,
-                       lease_owner = NULL, lease_until = NULL, updated_at = ?
-                   WHERE id = ? AND lease_owner = ?""",
+                       lease_owner = NULL, lease_until = NULL, turn_failures = 0,
+                       updated_at = ? WHERE id = ? AND lease_owner = ?""",
                 (pending, keep_due, _iso(now), _iso(now), conversation_id, claim.owner),
             )
 
         await self._write(write)
+
+    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                """UPDATE conversations SET turn_failures = turn_failures + 1, prompt_tokens = prompt_tokens + ?,
+                       completion_tokens = completion_tokens + ? WHERE id = ? AND lease_owner = ? RETURNING turn_failures""",
+                (prompt_tokens, completion_tokens, claim.conversation.id, claim.owner)).fetchone()
+            if row is None:
+                raise LeaseLost(f"conversation {claim.conversation.id} is no longer held by {claim.owner}")
+            return int(row[0])
+
+        return await self._write(write)
 
     async def flag(self, conversation_id: int, reason: str) -> None:
         await self._write(lambda db: db.execute(
@@ -484,7 +496,8 @@ class SQLiteStore:
 
 
 # Columns added after a file may have been created: (table, column, declaration).
-_LATER_COLUMNS = [("messages", "media_path", "TEXT"), ("client_records", "ref", "TEXT")]
+_LATER_COLUMNS = [("messages", "media_path", "TEXT"), ("client_records", "ref", "TEXT"),
+                  ("conversations", "turn_failures", "INTEGER NOT NULL DEFAULT 0")]
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created_at        TEXT    NOT NULL,
     updated_at        TEXT    NOT NULL,
+    turn_failures     INTEGER NOT NULL DEFAULT 0,     -- failed attempts at the pending batch (poison after a few)
     UNIQUE (client, phone_number_id, user_key)
 );
 CREATE INDEX IF NOT EXISTS conversations_due ON conversations (due_at) WHERE due_at IS NOT NULL;

@@ -24,3 +24,7 @@ CREATE INDEX effects_due ON effects (due_at) WHERE due_at IS NOT NULL;
 COMMENT ON TABLE effects IS 'The effects outbox: what a turn decided that leaves the service (staff emails), stored in the turn''s transaction and carried out after it, once per (batch_id, key).';
 COMMENT ON COLUMN effects.key IS '<tool call id>:<n>, unique within the batch';
 ALTER TABLE effects ENABLE ROW LEVEL SECURITY;
+
+-- Failed attempts at a conversation's pending batch: after TURN_MAX_FAILURES it is answered with the fallback.
+ALTER TABLE conversations ADD COLUMN IF NOT EXISTS turn_failures integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN conversations.turn_failures IS 'failed attempts at the pending batch; reset when a turn is stored';

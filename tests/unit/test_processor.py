@@ -19,6 +19,7 @@ from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.window import OUTSIDE_WINDOW_REASON
 from core.llm.agent import Turn, TurnResult
 from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
+from core.storage.base import StoreUnavailable
 from core.storage.sqlite import SQLiteStore
 from core.webhook.events import InboundMessage
 from core.whatsapp.errors import WhatsAppError
@@ -335,3 +336,91 @@ class TestLease:
         await bench.answer()
         assert bench.agent.turns == [] and bench.sender.sent == []
         assert (await bench.conversation(conversation_id, "gone")).due_at == bench.clock.now() + timedelta(hours=1)
+
+
+class FailingSaves(WatchedStore):
+    """The real store, whose save_turn fails (an outage, a reply it cannot hold) the first `failures` times."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    async def save_turn(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("SQLite: disk I/O error")
+        return await super().save_turn(*args, **kwargs)
+
+
+@pytest.fixture
+async def failing(tmp_path: Path) -> AsyncIterator[FailingSaves]:
+    opened = FailingSaves(tmp_path / "failing.db", failures=1000)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+class TestEffectsHappenOnce:
+    """Issue 9, findings 2-4: a retried or crashed turn never repeats an effect; a committed one always completes."""
+
+    async def test_a_batch_that_keeps_failing_ends_after_three_tries_with_one_fallback_and_a_flag(
+            self, failing: FailingSaves) -> None:
+        lead = Intent("record", "call_1:1", {"kind": "lead", "data": {"name": "Ana"}, "ref": "L-1"})
+        result = TurnResult(reply="Listo", intents=[lead], prompt_tokens=100, completion_tokens=10)
+        bench = Bench(failing, ScriptedAgent(result, result, result, result))
+        conversation_id = await bench.receive("registrame")
+        for attempt in range(3):
+            claim = await bench.claim()
+            if attempt == 2:
+                failing.failures = 1  # the third attempt fails too; the fallback that ends it is stored
+            await bench.answer(claim)
+            bench.clock.advance(bench.lease_seconds)
+        assert len(bench.agent.turns) == 3
+        assert bench.sender.bodies == [FALLBACK]  # once, and never "Listo"
+        assert await failing.list_records("demo", "lead", 10, 0) == []  # no attempt's lead was kept
+        conversation = await bench.conversation(conversation_id)
+        assert conversation.needs_attention and "failed 3 times" in conversation.attention_reason
+        assert conversation.due_at is None and await failing.pending_batch(conversation_id) == []
+        # The tokens of the failed attempts are counted, though none of them stored a turn.
+        assert (conversation.prompt_tokens, conversation.completion_tokens) == (300, 30)
+        assert await failing.claim_due("later", bench.clock.now() + timedelta(hours=1), 60, 10) == []
+
+    async def test_a_retried_turn_stores_its_lead_and_email_once(self, failing: FailingSaves) -> None:
+        failing.failures = 1
+        intents = [Intent("record", "call_1:1", {"kind": "lead", "data": {"name": "Ana"}, "ref": "L-1"}),
+                   Intent("email", "call_1:2", {"subject": "Nuevo lead", "body": "Ana", "reply_to": None})]
+        result = TurnResult(reply="Listo", intents=intents)
+        bench = Bench(failing, ScriptedAgent(result, result), client=make_client(smtp=True))
+        conversation_id = await bench.receive("registrame")
+        await bench.answer()  # the store fails at save_turn: nothing of this attempt is kept
+        bench.clock.advance(bench.lease_seconds)
+        await bench.answer()
+        assert [r["data"] for r in await failing.list_records("demo", "lead", 10, 0)] == [{"name": "Ana"}]
+        assert [e.data["subject"] for e in await failing.list_effects("demo", conversation_id)] == ["Nuevo lead"]
+        assert bench.sender.bodies == ["Listo"]
+
+    async def test_a_crash_after_the_reply_is_stored_still_hands_over_and_sends_it(self, store: WatchedStore) -> None:
+        handover = Intent("handover", "call_1:1", {"reason": "quiere una persona"})
+        crashing = FakeSender(failures=[RuntimeError("the process died here")])
+        bench = Bench(store, ScriptedAgent(TurnResult(reply="Te paso con alguien", intents=[handover])),
+                      client=make_client(smtp=True), sender=crashing)
+        conversation_id = await bench.receive("quiero hablar con alguien")
+        await bench.answer()
+        # Stored in one transaction with the reply: the conversation is a person's, staff will hear of it.
+        assert (await bench.conversation(conversation_id)).mode == "human"
+        assert [e.kind for e in await store.list_effects("demo", conversation_id)] == ["email"]
+        # The next holder sends the stored reply, although the conversation is no longer the bot's.
+        bench.clock.advance(bench.lease_seconds)
+        await bench.answer()
+        assert crashing.bodies == ["Te paso con alguien"]
+        assert len(bench.agent.turns) == 1
+
+    async def test_an_operator_message_still_being_sent_is_not_sent_again_by_a_bot_turn(
+            self, store: WatchedStore) -> None:
+        bench = Bench(store, ScriptedAgent(TurnResult(reply="respuesta del bot")))
+        conversation_id = await bench.receive("hola")
+        await store.add_operator_message(conversation_id, NewMessage(direction="out", role="operator", type="text",
+                                                                     text="soy Juan", status="pending"),
+                                         bench.clock.now())
+        await bench.answer()
+        assert bench.sender.bodies == ["respuesta del bot"]
