@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from annotated_types import Interval
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
@@ -15,8 +16,11 @@ from core.errors import AppError, NotFound
 from core.services import Services, ServicesDep
 from core.storage.records import Mode
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+# What SQLite's INTEGER and Postgres's BIGINT hold: beyond it the store overflows (a 500), so FastAPI answers 422.
+Int64 = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
+Limit = Annotated[Int64, Query(ge=1, le=500)]
+Offset = Annotated[Int64, Query(ge=0)]
+ConversationId = Annotated[Int64, Path()]
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -48,7 +52,8 @@ def build_client_router(client: Client) -> APIRouter:
         return [ConversationRead.model_validate(item, from_attributes=True) for item in found]
 
     @router.get("/conversations/{conversation_id}/messages")
-    async def messages(services: ServicesDep, conversation_id: int, limit: Limit = 200, offset: Offset = 0) -> list[MessageRead]:
+    async def messages(services: ServicesDep, conversation_id: ConversationId, limit: Limit = 200,
+                       offset: Offset = 0) -> list[MessageRead]:
         # Scoped by client: another client's conversation is indistinguishable from a missing one.
         if await services.store.get_conversation(client.name, conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id} for client {client.name}")
@@ -56,17 +61,18 @@ def build_client_router(client: Client) -> APIRouter:
         return [MessageRead.model_validate(item, from_attributes=True) for item in found]
 
     @router.post("/conversations/{conversation_id}/takeover")
-    async def takeover(services: ServicesDep, conversation_id: int) -> ConversationRead:
+    async def takeover(services: ServicesDep, conversation_id: ConversationId) -> ConversationRead:
         """An operator answers from now on; the bot stays silent until release (or the client's idle time)."""
         return await _switch(services, conversation_id, "human")
 
     @router.post("/conversations/{conversation_id}/release")
-    async def release(services: ServicesDep, conversation_id: int) -> ConversationRead:
+    async def release(services: ServicesDep, conversation_id: ConversationId) -> ConversationRead:
         """The bot answers again (new messages only)."""
         return await _switch(services, conversation_id, "bot")
 
     @router.post("/conversations/{conversation_id}/messages", status_code=201)
-    async def operator_message(services: ServicesDep, conversation_id: int, body: OperatorMessage) -> MessageRead:
+    async def operator_message(services: ServicesDep, conversation_id: ConversationId,
+                               body: OperatorMessage) -> MessageRead:
         """Send an operator's text through WhatsApp; 422 outside the 24 h window, 502 when WhatsApp refuses."""
         sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
                                            conversation_id, body.text, services.clock.now())
