@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
             log.info("app.started", extra={"clients": ",".join(c.name for c in registry) or "none"})
             yield {"services": services}
 
-    app = FastAPI(title="WhatsApp bot server", version="1", lifespan=lifespan)
+    # Off unless API_DOCS: unauthenticated pages that describe the deployment help no one but a prober.
+    docs = {} if settings.api_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title="WhatsApp bot server", version="1", lifespan=lifespan, **docs)
     add_error_handlers(app)
     app.include_router(webhook_router)
     app.include_router(health_router)

@@ -62,6 +62,8 @@ class Settings(KnowledgeSettings):
     max_tool_rounds: int = Field(default=5, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /docs, /redoc and /openapi.json of the root app; off, so nothing unauthenticated describes the deployment.
+    api_docs: bool = False
     port: int = 8000
     clients_package: str = "clients"
 

@@ -86,6 +86,22 @@ def build_client_router(client: Client) -> APIRouter:
     return router
 
 
+def _schema_router(app: FastAPI, client: Client) -> APIRouter:
+    """GET /openapi.json of a client's app, behind its API key."""
+    router = APIRouter(dependencies=[Depends(require_api_key(client))], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> JSONResponse:
+        schema = app.openapi()
+        # As FastAPI's own route does: paths are relative to the mount point (/api/v1/<name>).
+        root_path = request.scope.get("root_path", "").rstrip("/")
+        if root_path and "servers" not in schema:
+            schema = {**schema, "servers": [{"url": root_path}]}
+        return JSONResponse(schema)
+
+    return router
+
+
 class ClientApps:
     """The cached factory of client sub-apps: each is built once, however often it is asked for."""
 
@@ -94,11 +110,14 @@ class ClientApps:
 
     def get(self, client: Client) -> FastAPI:
         if client.name not in self._built:
-            app = FastAPI(title=f"{client.name} API", version="1")
+            # No docs pages: a browser cannot send the bearer key for them or for the schema they load, and
+            # unauthenticated they would tell which clients exist. The schema itself is behind the key.
+            app = FastAPI(title=f"{client.name} API", version="1", openapi_url=None, docs_url=None, redoc_url=None)
             add_error_handlers(app)
             app.include_router(build_client_router(client))
             if client.spec.router is not None:
                 app.include_router(client.spec.router, dependencies=[Depends(require_api_key(client))])
+            app.include_router(_schema_router(app, client))
             self._built[client.name] = app
         return self._built[client.name]
 
