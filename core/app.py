@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from core.api.router import ClientApps, add_error_handlers
 from core.api.sandbox import router as sandbox_router
-from core.clients import discover, load_registry
+from core.clients import ClientRegistry, discover, load_registry
 from core.clock import Clock
 from core.config import Settings, load_settings
 from core.health import router as health_router
@@ -22,6 +23,28 @@ from core.webhook.router import router as webhook_router
 log = logging.getLogger("core.app")
 
 
+@dataclass(frozen=True)
+class DeploymentWarning:
+    """Something about the deployment its operator must fix; `text` names no client (GET /health shows it)."""
+
+    event: str
+    text: str
+    clients: str
+
+
+def deployment_warnings(settings: Settings, registry: ClientRegistry) -> list[DeploymentWarning]:
+    """What is wrong with this configuration without stopping it from running."""
+    found = []
+    live = [client.name for client in registry if client.send_mode == "live"]
+    if live and settings.database_url.startswith("sqlite:"):
+        found.append(DeploymentWarning(
+            "app.sqlite_with_live_clients",
+            "DATABASE_URL is a SQLite file while a client sends for real: on Heroku the file is lost with every "
+            "restart (at least daily), and with it every conversation; set DATABASE_URL to PostgreSQL",
+            ",".join(live)))
+    return found
+
+
 def create_app(settings: Settings | None = None, *, env_file: Path | None = Path(".env"),
                clock: Clock | None = None) -> FastAPI:
     """Read configuration, discover clients and wire the app; bad configuration raises ConfigError here.
@@ -30,15 +53,20 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     settings = settings or load_settings(_env_file=env_file)
     configure_logging(settings.log_level)
     registry = load_registry(discover(settings.clients_package), settings, env_file)
+    warnings = deployment_warnings(settings, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
+        for warning in warnings:
+            log.warning(warning.event, extra={"detail": warning.text, "clients": warning.clients})
         # Sub-apps run no lifespan of their own: shared resources live here and reach them via request.state.
         async with run_services(settings, registry, clock) as services:
             log.info("app.started", extra={"clients": ",".join(c.name for c in registry) or "none"})
-            yield {"services": services}
+            yield {"services": services, "warnings": [warning.text for warning in warnings]}
 
-    app = FastAPI(title="WhatsApp bot server", version="1", lifespan=lifespan)
+    # Off unless API_DOCS: unauthenticated pages that describe the deployment help no one but a prober.
+    docs = {} if settings.api_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title="WhatsApp bot server", version="1", lifespan=lifespan, **docs)
     add_error_handlers(app)
     app.include_router(webhook_router)
     app.include_router(health_router)

@@ -66,6 +66,8 @@ class Settings(KnowledgeSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Local development only: accept webhooks nobody signed while no app secret is set. Refused beside live settings.
     allow_unsigned_webhooks: bool = False
+    # /docs, /redoc and /openapi.json of the root app; off, so nothing unauthenticated describes the deployment.
+    api_docs: bool = False
     port: int = 8000
     clients_package: str = "clients"
 

@@ -1,4 +1,8 @@
-"""Log lines as `event key=value …`, so every failure names its client and conversation."""
+"""Log lines as `event key=value …`, so every failure names its client and conversation.
+
+One record is one line: a value that is not plain is quoted with its control characters escaped, and the message
+has its control characters escaped, so nothing a request carries can forge a line. Tracebacks follow on their own
+lines, as Python writes them."""
 
 from __future__ import annotations
 
@@ -6,19 +10,40 @@ import logging
 import sys
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_QUOTES_AND_EQUALS = frozenset("\"'=\\")
+
+
+def format_value(value: object) -> str:
+    """Bare when plain (printable, no space, quote, `=` or backslash), else quoted and escaped like repr()."""
+    text = str(value)
+    if text and text.isprintable() and not any(char == " " or char in _QUOTES_AND_EQUALS for char in text):
+        return text
+    return repr(text)
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every non-printable character (newlines, CR, ANSI escapes, Unicode separators) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 class KeyValueFormatter(logging.Formatter):
-    """Appends the `extra=` fields of a record as key=value pairs."""
+    """Appends the `extra=` fields of a record as key=value pairs, keeping the record on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = " ".join(f"{key}={value!r}" if isinstance(value, str) and " " in value else f"{key}={value}"
+        fields = " ".join(f"{key}={format_value(value)}"
                           for key, value in vars(record).items() if key not in _STANDARD)
         if not fields:
             return line
         head, newline, trace = line.partition("\n")
         return f"{head} {fields}{newline}{trace}"
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        clean = logging.makeLogRecord(vars(record))  # a copy: other handlers see the record as logged
+        clean.message = escape_controls(record.message)
+        return super().formatMessage(clean)
 
 
 def configure_logging(level: str) -> None:

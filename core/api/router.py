@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from annotated_types import Interval
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
@@ -15,8 +16,11 @@ from core.errors import AppError, NotFound
 from core.services import Services, ServicesDep
 from core.storage.records import Mode
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+# What SQLite's INTEGER and Postgres's BIGINT hold: beyond it the store overflows (a 500), so FastAPI answers 422.
+Int64 = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
+Limit = Annotated[Int64, Query(ge=1, le=500)]
+Offset = Annotated[Int64, Query(ge=0)]
+ConversationId = Annotated[Int64, Path()]
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -48,7 +52,8 @@ def build_client_router(client: Client) -> APIRouter:
         return [ConversationRead.model_validate(item, from_attributes=True) for item in found]
 
     @router.get("/conversations/{conversation_id}/messages")
-    async def messages(services: ServicesDep, conversation_id: int, limit: Limit = 200, offset: Offset = 0) -> list[MessageRead]:
+    async def messages(services: ServicesDep, conversation_id: ConversationId, limit: Limit = 200,
+                       offset: Offset = 0) -> list[MessageRead]:
         # Scoped by client: another client's conversation is indistinguishable from a missing one.
         if await services.store.get_conversation(client.name, conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id} for client {client.name}")
@@ -56,17 +61,18 @@ def build_client_router(client: Client) -> APIRouter:
         return [MessageRead.model_validate(item, from_attributes=True) for item in found]
 
     @router.post("/conversations/{conversation_id}/takeover")
-    async def takeover(services: ServicesDep, conversation_id: int) -> ConversationRead:
+    async def takeover(services: ServicesDep, conversation_id: ConversationId) -> ConversationRead:
         """An operator answers from now on; the bot stays silent until release (or the client's idle time)."""
         return await _switch(services, conversation_id, "human")
 
     @router.post("/conversations/{conversation_id}/release")
-    async def release(services: ServicesDep, conversation_id: int) -> ConversationRead:
+    async def release(services: ServicesDep, conversation_id: ConversationId) -> ConversationRead:
         """The bot answers again (new messages only)."""
         return await _switch(services, conversation_id, "bot")
 
     @router.post("/conversations/{conversation_id}/messages", status_code=201)
-    async def operator_message(services: ServicesDep, conversation_id: int, body: OperatorMessage) -> MessageRead:
+    async def operator_message(services: ServicesDep, conversation_id: ConversationId,
+                               body: OperatorMessage) -> MessageRead:
         """Send an operator's text through WhatsApp; 422 outside the 24 h window, 502 when WhatsApp refuses."""
         sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
                                            conversation_id, body.text, services.clock.now())
@@ -80,6 +86,22 @@ def build_client_router(client: Client) -> APIRouter:
     return router
 
 
+def _schema_router(app: FastAPI, client: Client) -> APIRouter:
+    """GET /openapi.json of a client's app, behind its API key."""
+    router = APIRouter(dependencies=[Depends(require_api_key(client))], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> JSONResponse:
+        schema = app.openapi()
+        # As FastAPI's own route does: paths are relative to the mount point (/api/v1/<name>).
+        root_path = request.scope.get("root_path", "").rstrip("/")
+        if root_path and "servers" not in schema:
+            schema = {**schema, "servers": [{"url": root_path}]}
+        return JSONResponse(schema)
+
+    return router
+
+
 class ClientApps:
     """The cached factory of client sub-apps: each is built once, however often it is asked for."""
 
@@ -88,11 +110,14 @@ class ClientApps:
 
     def get(self, client: Client) -> FastAPI:
         if client.name not in self._built:
-            app = FastAPI(title=f"{client.name} API", version="1")
+            # No docs pages: a browser cannot send the bearer key for them or for the schema they load, and
+            # unauthenticated they would tell which clients exist. The schema itself is behind the key.
+            app = FastAPI(title=f"{client.name} API", version="1", openapi_url=None, docs_url=None, redoc_url=None)
             add_error_handlers(app)
             app.include_router(build_client_router(client))
             if client.spec.router is not None:
                 app.include_router(client.spec.router, dependencies=[Depends(require_api_key(client))])
+            app.include_router(_schema_router(app, client))
             self._built[client.name] = app
         return self._built[client.name]
 
