@@ -60,6 +60,13 @@ class Settings(KnowledgeSettings):
     run_scheduler: bool = True
     history_messages: int = Field(default=30, ge=0)
     max_tool_rounds: int = Field(default=5, ge=1)
+    # Bounds on one turn (core/llm/bounds.py): what one person's messages can make the service do.
+    max_tool_calls_per_round: int = Field(default=5, ge=1)
+    max_tool_calls_per_turn: int = Field(default=12, ge=1)
+    max_batch_messages: int = Field(default=40, ge=2)
+    max_images_per_turn: int = Field(default=4, ge=0)
+    max_reply_characters: int = Field(default=6000, ge=100)
+    max_records_per_conversation_per_day: int = Field(default=3, ge=1)
     # Failed attempts at one batch (a reply that cannot be stored, a tool that crashes…) before it is ended.
     turn_max_failures: int = Field(default=3, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)

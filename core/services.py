@@ -26,6 +26,7 @@ from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.scheduler import Scheduler, new_owner_id
 from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
+from core.llm.bounds import TurnBounds
 from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
 from core.storage.postgres import PostgresStore
@@ -81,7 +82,12 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, Asy
     retry = RetryPolicy(attempts=settings.llm_retry_attempts, base_seconds=settings.llm_retry_base_seconds,
                         max_wait_seconds=max(settings.llm_retry_base_seconds, 20.0),
                         deadline_seconds=settings.llm_deadline_seconds)
-    agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds,
+    bounds = TurnBounds(tool_calls_per_round=settings.max_tool_calls_per_round,
+                        tool_calls_per_turn=settings.max_tool_calls_per_turn,
+                        batch_messages=settings.max_batch_messages, images=settings.max_images_per_turn,
+                        reply_characters=settings.max_reply_characters,
+                        records_per_conversation_per_day=settings.max_records_per_conversation_per_day)
+    agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds, bounds=bounds,
                         history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox)
     return agent, openai
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core.knowledge.base import Passage, Retriever
@@ -27,3 +28,6 @@ class ServiceToolbox:
 
     async def put_document(self, client: str, key: str, data: Any) -> None:
         await self._store.put_document(client, key, data, self._clock.now())
+
+    async def recent_records(self, client: str, kind: str, conversation_id: int, since: datetime) -> list[dict[str, Any]]:
+        return await self._store.recent_records(client, kind, conversation_id, since)

@@ -267,7 +267,7 @@ def test_an_invalid_token_is_not_retried_and_flags_the_conversation(start_app, g
 
 def test_a_long_answer_is_sent_in_parts_in_order_with_whatsapp_formatting(start_app, graph: FakeGraph,
                                                                          llm: FakeOpenAI):
-    env, settings = both_clients(graph, llm)
+    env, settings = both_clients(graph, llm, max_reply_characters=20_000)
     paragraphs = [f"**Parte {n}**: " + " ".join(f"frase {n}.{i} del catálogo." for i in range(60))
                   for n in range(1, 10)]
     answer = "\n\n".join(paragraphs)

@@ -134,6 +134,9 @@ async def register_lead(name: str, email: str, course: str, *, ctx: ToolContext)
     lead = {"name": cleaned_name, "email": cleaned_email, "course_id": chosen.id, "course_name": chosen.name,
             "whatsapp": ctx.user_key, "contact_name": ctx.contact_name}
     ref = await ctx.add_record("lead", lead)
+    if not ref.new:  # the model asked twice: the lead and its email are there already
+        return (f"{cleaned_name} ({cleaned_email}) ya estaba registrado como interesado en «{chosen.name}» "
+                f"(referencia {ref}): no hace falta registrarlo de nuevo.")
     profile = f" (perfil de WhatsApp: {ctx.contact_name})" if ctx.contact_name else ""
     body = "\n".join([
         "Nuevo interesado registrado por el asistente de WhatsApp.",

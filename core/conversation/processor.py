@@ -181,9 +181,14 @@ class Processor:
             typing.cancel()
         outbound = await self._reply_parts(client, result)
         intents = [*result.intents, *handover_email(client, conversation, result.handovers)]
+        for limit in result.limits:
+            log.warning("turn.limit_hit", extra={**fields, "limit": limit})
+        # Each bound hit stays on the conversation, where its staff and the console see it (the model does not).
+        notes = [NewMessage(direction="internal", role="system", type="limit", text=f"limit reached: {limit}")
+                 for limit in result.limits]
         # The reply, the steps and every effect the tools decided: one transaction, so none happens twice or alone.
-        stored = await self._store.save_turn(claim, batch, batch_id, [*result.steps, *outbound], self._clock.now(),
-                                             intents)
+        stored = await self._store.save_turn(claim, batch, batch_id, [*notes, *result.steps, *outbound],
+                                             self._clock.now(), intents)
         if intents:
             self._effects()
         if result.handovers:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ from core.knowledge.base import Retriever
 from core.knowledge.tool import best_answer
 from core.llm.history import chat_messages
 from core.llm.instructions import ClassifiedPrompts
+from core.llm.bounds import TurnBounds, cut_reply
 from core.llm.tools import ToolContext, Toolbox
 from core.retry import RetryPolicy
 from core.storage.records import Conversation, Intent, NewMessage, StoredMessage
@@ -49,6 +50,7 @@ class TurnResult:
     completion_tokens: int = 0
     category: str | None = None
     intents: list[Intent] = field(default_factory=list)  # what the tools decided: records, emails, hand-overs
+    limits: list[str] = field(default_factory=list)  # the bounds this turn hit (core/llm/bounds.py)
 
     @property
     def handovers(self) -> list[str]:
@@ -89,8 +91,9 @@ class OpenAIAgent:
     """Chat Completions with the client's instructions and tools, looping over tool calls up to a bound."""
 
     def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: RetryPolicy,
-                 toolbox: Toolbox | None = None) -> None:
+                 toolbox: Toolbox | None = None, bounds: TurnBounds = TurnBounds()) -> None:
         self._openai = client
+        self._bounds = bounds
         self._max_tool_rounds = max_tool_rounds
         self._history_budget = history_budget
         self._retry = retry
@@ -98,7 +101,9 @@ class OpenAIAgent:
 
     async def run(self, turn: Turn) -> TurnResult:
         client = turn.client
-        conversation = chat_messages(turn.history, turn.batch, budget=self._history_budget, images=turn.images)
+        limits: list[str] = []
+        batch, images = bounded_batch(turn, self._bounds, limits)
+        conversation = chat_messages(turn.history, batch, budget=self._history_budget, images=images)
         usage = _Usage()
         category = None
         if isinstance(client.spec.instructions, ClassifiedPrompts):
@@ -112,7 +117,9 @@ class OpenAIAgent:
         context = ToolContext(client=client.name, conversation_id=turn.conversation.id,
                               user_key=turn.conversation.user_key, settings=client.settings, now=turn.now,
                               contact_name=turn.conversation.contact_name, toolbox=self._toolbox,
-                              batch_id=turn.batch_id)
+                              batch_id=turn.batch_id,
+                              records_per_day=self._bounds.records_per_conversation_per_day)
+        calls_made = 0
         steps: list[NewMessage] = []
         for round_number in range(self._max_tool_rounds + 1):
             options: dict[str, Any] = {}
@@ -123,9 +130,14 @@ class OpenAIAgent:
             answer = await self._complete(turn, usage, model=client.model, messages=messages, **options)
             calls = [call for call in answer.tool_calls or [] if call.type == "function"]
             if not calls or round_number == self._max_tool_rounds:
-                return TurnResult(reply=(answer.content or "").strip(), steps=steps, prompt_tokens=usage.prompt,
+                if round_number == self._max_tool_rounds and calls:
+                    limits.append(f"tool rounds: {self._max_tool_rounds} (MAX_TOOL_ROUNDS)")
+                reply, cut = cut_reply((answer.content or "").strip(), self._bounds.reply_characters)
+                if cut:
+                    limits.append(f"reply characters: {self._bounds.reply_characters} (MAX_REPLY_CHARACTERS)")
+                return TurnResult(reply=reply, steps=steps, prompt_tokens=usage.prompt,
                                   completion_tokens=usage.completion, category=category,
-                                  intents=list(context.intents))
+                                  intents=list(context.intents), limits=limits)
             records = [{"id": call.id, "type": "function",
                         "function": {"name": call.function.name, "arguments": call.function.arguments}}
                        for call in calls]
@@ -133,13 +145,30 @@ class OpenAIAgent:
                                     payload={"tool_calls": records}, category=category,
                                     prompt_tokens=usage.prompt - before[0], completion_tokens=usage.completion - before[1]))
             messages.append({"role": "assistant", "content": answer.content, "tool_calls": records})
-            for call in calls:
+            for index, call in enumerate(calls):
                 context.begin_call(call.id)
-                result = await self._call_tool(turn, context, call.function.name, call.function.arguments, category)
+                # Every call gets an answer (the API requires it); those over a bound are told so, not run.
+                refusal = self._over_bound(index, calls_made, limits)
+                if refusal is None:
+                    calls_made += 1
+                result = refusal or await self._call_tool(turn, context, call.function.name, call.function.arguments,
+                                                          category)
                 steps.append(NewMessage(direction="internal", role="tool", type="tool_result", text=result,
                                         payload={"tool_call_id": call.id, "name": call.function.name}, category=category))
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         raise AssertionError("unreachable: the last round always returns")
+
+    def _over_bound(self, index: int, made: int, limits: list[str]) -> str | None:
+        """Why this tool call is not run (too many in its round, or in the turn); None when it may run."""
+        if index >= self._bounds.tool_calls_per_round:
+            note = f"tool calls per round: {self._bounds.tool_calls_per_round} (MAX_TOOL_CALLS_PER_ROUND)"
+        elif made >= self._bounds.tool_calls_per_turn:
+            note = f"tool calls per turn: {self._bounds.tool_calls_per_turn} (MAX_TOOL_CALLS_PER_TURN)"
+        else:
+            return None
+        if note not in limits:
+            limits.append(note)
+        return f"Error: not run: the limit of {note} was reached. Answer with what you have."
 
     async def _complete(self, turn: Turn, usage: _Usage, **request: Any) -> Any:
         """One model call, retried on transient failures within the deadline."""
@@ -177,3 +206,21 @@ class OpenAIAgent:
         except Exception as error:  # a broken tool must not sink the turn: the model hears it failed
             log.exception("llm.tool_failed", extra=fields)
             return f"Error: the tool {name} failed ({type(error).__name__})."
+
+
+def bounded_batch(turn: Turn, bounds: TurnBounds, limits: list[str]) -> tuple[list[StoredMessage], dict[int, str]]:
+    """The batch the model sees: its latest messages and images within the bounds, what was cut said in one line."""
+    batch, images = list(turn.batch), dict(turn.images)
+    if len(batch) > bounds.batch_messages:
+        cut = len(batch) - bounds.batch_messages + 1
+        first = (batch[0].text or "").replace("\n", " ")[:80]
+        note = replace(batch[cut - 1], text=f"[{cut} earlier messages of this burst are not shown; the first said: "
+                                            f"«{first}»]", payload=None)
+        batch = [note, *batch[cut:]]
+        images = {key: value for key, value in images.items() if key in {m.id for m in batch[1:]}}
+        limits.append(f"messages per model call: {bounds.batch_messages} (MAX_BATCH_MESSAGES)")
+    if len(images) > bounds.images:
+        kept = sorted(images)[-bounds.images:]  # the latest images; the others reach the model as their caption
+        images = {key: images[key] for key in kept}
+        limits.append(f"images per model call: {bounds.images} (MAX_IMAGES_PER_TURN)")
+    return batch, images

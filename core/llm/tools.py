@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
 from pydantic import BaseModel, ValidationError, create_model
@@ -32,6 +32,10 @@ class Toolbox(Protocol):
 
     async def put_document(self, client: str, key: str, data: Any) -> None: ...
 
+    async def recent_records(self, client: str, kind: str, conversation_id: int, since: datetime) -> list[dict[str, Any]]:
+        """The conversation's records of `kind` added since `since`, each with its ref and data."""
+        ...
+
 
 @dataclass
 class ToolContext:
@@ -50,6 +54,7 @@ class ToolContext:
     batch_id: str = ""
     intents: list[Intent] = field(default_factory=list)
     call_id: str = "call"  # the tool call being run (the agent sets it): intents are keyed by it
+    records_per_day: int = 3  # records of one kind this conversation may add in 24 hours (MAX_RECORDS_PER_...)
     _made: int = 0
 
     def begin_call(self, call_id: str) -> None:
@@ -77,12 +82,27 @@ class ToolContext:
         self.intents.append(Intent("email", self._key(), {"subject": subject, "body": body, "reply_to": reply_to}))
         return True
 
-    async def add_record(self, kind: str, data: dict[str, Any]) -> str:
-        """Keep a record of `kind` (e.g. a lead) with this turn; returns its reference to tell the user (L-3F9A2C)."""
+    async def add_record(self, kind: str, data: dict[str, Any]) -> RecordRef:
+        """Keep a record of `kind` (e.g. a lead) with this turn; returns its reference to tell the user (L-3F9A2C).
+
+        The same data again in this conversation gives the reference it already has (`.new` is False: do not
+        notify anyone again); more than `records_per_day` of a kind in 24 hours raises ToolError."""
+        recent = await self._tools().recent_records(self.client, kind, self.conversation_id, self.now - timedelta(days=1))
+        recent += [{"ref": i.data["ref"], "data": i.data["data"]} for i in self.intents
+                   if i.kind == "record" and i.data["kind"] == kind]
+        same = next((record for record in recent if record["data"] == data), None)
+        if same is not None:
+            return RecordRef(same["ref"], new=False)
+        if len(recent) >= self.records_per_day:
+            log.warning("turn.limit_hit", extra={"client": self.client, "conversation": self.conversation_id,
+                                                 "limit": f"{kind} records per conversation per day: "
+                                                          f"{self.records_per_day}"})
+            raise ToolError(f"this conversation already registered {len(recent)} {kind} records in the last 24 hours, "
+                            "the most allowed: nothing was registered. A person from the team can help with more.")
         key = self._key()
         ref = f"{kind[:1].upper()}-{hashlib.sha256(f'{self.batch_id}/{key}'.encode()).hexdigest()[:6].upper()}"
         self.intents.append(Intent("record", key, {"kind": kind, "data": data, "ref": ref}))
-        return ref
+        return RecordRef(ref)
 
     def _key(self) -> str:
         self._made += 1
@@ -101,6 +121,17 @@ class ToolContext:
 
     async def put_document(self, key: str, data: Any) -> None:
         await self._tools().put_document(self.client, key, data)
+
+
+class RecordRef(str):
+    """A record's reference; `new` is False when the same record was already there."""
+
+    new: bool
+
+    def __new__(cls, ref: str, *, new: bool = True) -> RecordRef:
+        made = super().__new__(cls, ref)
+        made.new = new
+        return made
 
 
 class ToolError(Exception):

@@ -114,6 +114,9 @@ class Store(Protocol):
     async def list_records(self, client: str, kind: str, limit: int, offset: int) -> list[dict[str, Any]]:
         """A client's records of `kind`, oldest first, each with its id, conversation, time and reference."""
 
+    async def recent_records(self, client: str, kind: str, conversation_id: int, since: datetime) -> list[dict[str, Any]]:
+        """A conversation's records of `kind` created at or after `since`, oldest first (ref and data)."""
+
     async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
         """Lease up to `limit` effects due by `now` (pending, not leased by someone else), oldest due first."""
 

@@ -471,6 +471,12 @@ class PostgresStore:
                  "created_at": row["created_at"].isoformat(timespec="microseconds"), "ref": row["ref"],
                  "data": row["data"]} for row in rows]
 
+    async def recent_records(self, client: str, kind: str, conversation_id: int, since: datetime) -> list[dict[str, Any]]:
+        rows = await self._read(lambda conn: conn.fetch(
+            """SELECT ref, data FROM client_records WHERE client = $1 AND kind = $2 AND conversation_id = $3
+               AND created_at >= $4 ORDER BY id""", client, kind, conversation_id, since))
+        return [{"ref": row["ref"], "data": row["data"]} for row in rows]
+
     async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
         rows = await self._write(lambda conn: conn.fetch(
             """UPDATE effects SET lease_owner = $1, lease_until = $2

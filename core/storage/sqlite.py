@@ -408,6 +408,15 @@ class SQLiteStore:
 
         return await self._write(write)
 
+    async def recent_records(self, client: str, kind: str, conversation_id: int, since: datetime) -> list[dict[str, Any]]:
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = db.execute(
+                """SELECT ref, data FROM client_records WHERE client = ? AND kind = ? AND conversation_id = ?
+                   AND created_at >= ? ORDER BY id""", (client, kind, conversation_id, _iso(since))).fetchall()
+            return [{"ref": row["ref"], "data": json.loads(row["data"])} for row in rows]
+
+        return await self._run(read)
+
     async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
         lease_until = _iso(now + timedelta(seconds=lease_seconds))
 

@@ -259,3 +259,28 @@ def test_the_seed_catalogue_is_valid_and_plausible():
     for course in courses:
         assert str(course.enrollment_url) == f"https://emprendemy.example/cursos/{course.id}"
         assert course.next_start.year in (2026, 2027)
+
+
+def test_a_lead_given_twice_is_one_lead_and_a_conversation_registers_at_most_three_a_day(
+        school: RunningApp, graph: FakeGraph, llm: FakeOpenAI, smtp: Smtp):
+    wa_id = "5491170000009"
+
+    def register(*emails: str) -> Reply:
+        return Reply(tool_calls=[("register_lead", {"name": "Ana", "email": email, "course": "finanzas"})
+                                 for email in emails])
+
+    # The model calls the tool twice with the same data (issue 9, finding 4): one lead, one email, one reference.
+    first, again = turn(school, graph, llm, wa_id, "registrame", register("ana@example.com", "ana@example.com"),
+                        Reply(content="Listo."))
+    [lead] = leads(school)
+    assert f"(referencia {lead['ref']})" in first and f"(referencia {lead['ref']})" in again
+    assert "ya estaba registrado" in again
+    turn(school, graph, llm, wa_id, "y a mi socia", register("bea@example.com"), Reply(content="Listo."))
+    turn(school, graph, llm, wa_id, "y a mi hermana", register("cata@example.com"), Reply(content="Listo."))
+    [refused] = turn(school, graph, llm, wa_id, "y a mi prima", register("dora@example.com"), Reply(content="No pude."))
+    assert refused.startswith("Error: this conversation already registered 3 lead records in the last 24 hours")
+    assert [lead["data"]["email"] for lead in leads(school)] == ["ana@example.com", "bea@example.com",
+                                                                 "cata@example.com"]
+    wait_for(lambda: len(smtp.mailbox.received) == 3, what="three staff emails")
+    assert sorted(email.message["Reply-To"] for email in smtp.mailbox.received) == [
+        "ana@example.com", "bea@example.com", "cata@example.com"]
