@@ -26,7 +26,8 @@ def _between(head: str, filler: str, tail: str) -> Callable[[int], str]:
 # Replies of any length a model could be made to write: each defeats a plain pattern in some way (an opener
 # without a closer, a long run the pattern retries from every position, many tiny matches).
 ADVERSARIAL: dict[str, Callable[[int], str]] = {
-    "prose": _repeated("Hola, **gracias** por escribir. Tenemos _cursos_ de [Python](https://example.com/py) y más.\n\n"),
+    "prose": _repeated("Hola, **gracias** por escribir. Tenemos _cursos_ de [Python](https://example.com/py) "
+                       "y más.\n\n"),
     "unclosed bold": _repeated("**a "),
     "unclosed underscores": _repeated("__a "),
     "unclosed bold of both kinds": _repeated("**a __b "),

@@ -27,7 +27,8 @@ def gzip_of_zeros(size: int) -> bytes:
 
 async def download(graph: FakeGraph, media_id: str, max_bytes: int, timeout: float = 10.0) -> bytes:
     async with httpx.AsyncClient(timeout=timeout) as http:
-        media = await GraphSender(http, graph.url).download_media(media_id, "token", max_bytes)  # type: ignore[attr-defined]
+        sender = GraphSender(http, graph.url)  # type: ignore[attr-defined]
+        media = await sender.download_media(media_id, "token", max_bytes)
     return media.content
 
 
