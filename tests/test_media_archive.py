@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from core.storage.media import archive_path
 from core.storage.sqlite import SQLiteStore
 from tests.conftest import EMPRENDEMY
 from tests.fakes.graph import FakeGraph
@@ -80,7 +81,9 @@ def test_an_image_is_archived_in_the_local_folder_by_default(start_app, graph: F
     wait_for(lambda: app.settled(EMPRENDEMY, "5491155550080"), what="the turn to end")
 
     path = stored_image(app, "5491155550080")["media_path"]
-    assert path == f"emprendemy/{app.conversation(EMPRENDEMY, '5491155550080')['id']}/{wamid}.png"
+    conversation_id = app.conversation(EMPRENDEMY, "5491155550080")["id"]
+    assert path == archive_path("emprendemy", conversation_id, wamid, "image/png")
+    assert path.startswith(f"emprendemy/{conversation_id}/{wamid}-") and path.endswith(".png")
     assert (tmp_path / "archive" / path).read_bytes() == PHOTO
     assert len(graph.texts()) == 1
 
@@ -96,10 +99,11 @@ def test_with_supabase_configured_images_go_to_the_bucket(start_app, graph: Fake
 
     [upload] = storage.uploads
     conversation_id = app.conversation(EMPRENDEMY, "5491155550081")["id"]
-    assert (upload["bucket"], upload["path"]) == ("media", f"emprendemy/{conversation_id}/{wamid}.png")
+    assert upload["bucket"] == "media"
+    assert upload["path"] == archive_path("emprendemy", conversation_id, wamid, "image/png")
     assert upload["content"] == PHOTO and upload["content_type"] == "image/png"
     assert upload["authorization"] == "Bearer service-key"
-    assert stored_image(app, "5491155550081")["media_path"] == f"media/emprendemy/{conversation_id}/{wamid}.png"
+    assert stored_image(app, "5491155550081")["media_path"] == f"media/{upload['path']}"
     assert not (tmp_path / "unused").exists()
 
 

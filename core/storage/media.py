@@ -6,6 +6,7 @@ keeps the returned path (`media_path`)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import mimetypes
 import re
@@ -20,11 +21,34 @@ log = logging.getLogger("core.media_archive")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
+# Types a browser shows or hands to a player or viewer without running anything of the file on the archive's
+# origin. Any other (HTML, SVG, XML, JavaScript, whatever a person sends as a document) is archived as
+# application/octet-stream with a .bin name, so a public archive URL never serves a page that runs script.
+_PASSIVE_TYPES = frozenset({
+    "image/jpeg", "image/png", "image/webp", "image/gif", "image/heic", "image/heif", "image/avif", "image/bmp",
+    "application/pdf", "text/plain", "text/csv", "application/zip",
+    "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+})
+_INERT = "application/octet-stream"
+
+
+def archived_type(mime_type: str) -> str:
+    """The content type a file is archived under: its own when passive (no parameters), else octet-stream."""
+    kind = mime_type.split(";")[0].strip().lower()
+    return kind if kind in _PASSIVE_TYPES or kind.startswith(("audio/", "video/")) else _INERT
+
 
 def archive_path(client: str, conversation_id: int, wamid: str, mime_type: str) -> str:
-    """`<client>/<conversation>/<wamid>.<ext>`, safe as a file and object name."""
-    extension = mimetypes.guess_extension(mime_type.split(";")[0].strip()) or ".bin"
-    return f"{client}/{conversation_id}/{_UNSAFE.sub('_', wamid)[:200]}{extension}"
+    """`<client>/<conversation>/<wamid>-<hash>.<ext>`, safe as a file and object name, one per wamid.
+
+    The wamid made safe is only readable: Meta's are base64, whose '+' and '/' both become '_', so the name
+    also carries a hash of the whole wamid."""
+    extension = mimetypes.guess_extension(archived_type(mime_type)) or ".bin"
+    digest = hashlib.sha256(wamid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{client}/{conversation_id}/{_UNSAFE.sub('_', wamid)[:100]}-{digest}{extension}"
 
 
 class MediaArchive(Protocol):
@@ -82,8 +106,7 @@ class SupabaseMediaArchive:
     async def save(self, client: str, conversation_id: int, wamid: str, media: Media) -> str:
         relative = archive_path(client, conversation_id, wamid, media.mime_type)
         bucket = await self._storage()
-        await bucket.upload(relative, media.content, {"content-type": media.mime_type.split(";")[0].strip(),
-                                                      "upsert": "true"})
+        await bucket.upload(relative, media.content, {"content-type": archived_type(media.mime_type), "upsert": "true"})
         return f"{self._bucket}/{relative}"
 
     async def aclose(self) -> None:

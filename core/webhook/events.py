@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,12 @@ log = logging.getLogger("core.webhook")
 
 # Types that are recorded but never answered: a reaction or a system notice is not a turn.
 SILENT_TYPES = frozenset({"reaction", "system"})
+
+# Levels of objects and arrays kept in a stored message or status (Meta's own go about six deep); deeper parts
+# become TOO_DEEP, so reading a conversation back never runs out of recursion.
+MAX_PAYLOAD_DEPTH = 32
+TOO_DEEP = f"[nested deeper than {MAX_PAYLOAD_DEPTH} levels]"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -79,13 +86,30 @@ def parse_events(payload: WebhookPayload) -> list[Event]:
     """Flatten every entry, change, message and status of a delivery into events, in delivery order."""
     events: list[Event] = []
     for entry in payload.entry:
+        waba_id = clean_text(entry.id)
         for change in entry.changes:
-            phone = _phone_number_id(change.value)
             if change.field != "messages":
-                events.append(OtherChange(entry.id, phone, change.field, change.value))
+                value = clean_json(change.value)
+                events.append(OtherChange(waba_id, _phone_number_id(value), clean_text(change.field), value))
                 continue
-            events.extend(_messages_change(entry.id, change.value))
+            events.extend(_messages_change(waba_id, change.value))
     return events
+
+
+def clean_text(text: str) -> str:
+    """The text with each lone surrogate (JSON allows the escape "\\ud800") as U+FFFD: no store can encode one."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def clean_json(value: Any, levels: int = MAX_PAYLOAD_DEPTH) -> Any:
+    """A decoded JSON value with its texts (keys too) cleaned and containers below `levels` levels replaced."""
+    if isinstance(value, dict):
+        return TOO_DEEP if levels <= 0 else {clean_text(k): clean_json(v, levels - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return TOO_DEEP if levels <= 0 else [clean_json(item, levels - 1) for item in value]
+    return clean_text(value) if isinstance(value, str) else value
 
 
 def _phone_number_id(value: dict[str, Any]) -> str | None:
@@ -95,20 +119,22 @@ def _phone_number_id(value: dict[str, Any]) -> str | None:
 
 
 def _messages_change(waba_id: str, raw: dict[str, Any]) -> list[Event]:
+    # Each message and status is cleaned on its own, so the depth limit is that of what is stored.
+    rest = clean_json({k: v for k, v in raw.items() if k not in ("messages", "statuses")})
     try:
-        value = MessagesValue.model_validate({k: v for k, v in raw.items() if k not in ("messages", "statuses")})
+        value = MessagesValue.model_validate(rest)
     except ValidationError as error:
-        return [Malformed(waba_id, _phone_number_id(raw), "messages", f"bad metadata or contacts: {error.errors()[:1]}")]
+        return [Malformed(waba_id, _phone_number_id(rest), "messages", f"bad metadata or contacts: {error.errors()[:1]}")]
     phone = value.metadata.phone_number_id or ""
     events: list[Event] = []
-    for item in _as_list(raw.get("messages")):
+    for item in map(clean_json, _as_list(raw.get("messages"))):
         try:
             message = Message.model_validate(item)
         except ValidationError as error:
             events.append(Malformed(waba_id, phone, "messages", f"message without usable id: {error.errors()[:1]}"))
             continue
         events.append(_inbound(waba_id, phone, value.contacts, message, item))
-    for item in _as_list(raw.get("statuses")):
+    for item in map(clean_json, _as_list(raw.get("statuses"))):
         try:
             status = Status.model_validate(item)
         except ValidationError as error:
@@ -127,7 +153,7 @@ def _messages_change(waba_id: str, raw: dict[str, Any]) -> list[Event]:
             )
         )
     if value.errors:
-        events.append(OtherChange(waba_id, phone, "messages.errors", {"errors": raw.get("errors")}))
+        events.append(OtherChange(waba_id, phone, "messages.errors", {"errors": rest.get("errors")}))
     return events
 
 

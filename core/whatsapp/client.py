@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,20 +105,52 @@ class GraphSender:
             info = meta.json()
             if int(info.get("file_size") or 0) > max_bytes:
                 raise WhatsAppError(f"media is {info['file_size']} bytes, over the {max_bytes}-byte cap")
-            # The URL lives about 5 minutes and needs the same bearer token (WHATSAPP.md §12).
-            async with self._http.stream("GET", info["url"], headers=headers, follow_redirects=True) as response:
+            # The URL lives about 5 minutes and needs the same bearer token (WHATSAPP.md §12); only the encodings
+            # _read_capped decodes are offered.
+            download = self._http.stream("GET", info["url"], headers={**headers, "Accept-Encoding": "gzip, deflate"},
+                                         follow_redirects=True)
+            async with download as response:
                 if response.status_code >= 400:
                     raise WhatsAppError(f"media download answered HTTP {response.status_code}",
                                         status_code=response.status_code)
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise WhatsAppError(f"media is over the {max_bytes}-byte cap")
-                    chunks.append(chunk)
+                content = await _read_capped(response, max_bytes)
                 mime = info.get("mime_type") or response.headers.get("content-type", "application/octet-stream")
         except httpx.HTTPError as error:
             raise WhatsAppError(f"media download failed: {type(error).__name__}") from error
         except (KeyError, ValueError, TypeError) as error:
             raise WhatsAppError("the Graph API answered the media lookup without a usable url") from error
-        return Media(b"".join(chunks), str(mime))
+        return Media(content, str(mime))
+
+
+# zlib window bits per Content-Encoding: gzip framing, or zlib framing for HTTP's "deflate".
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, decoded; refused on a declared length over `max_bytes`, and as soon as it grows past it."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise WhatsAppError(f"media download declares {declared} bytes, over the {max_bytes}-byte cap")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", *_ENCODINGS):
+        raise WhatsAppError(f"media sent with Content-Encoding {encoding!r}, which cannot be read within the cap")
+    # Decoded here, not by httpx: its decoder inflates a whole network chunk at once (a 64 KB chunk of a gzip
+    # bomb is ~64 MB); zlib's max_length stops one byte past the cap.
+    decoder = zlib.decompressobj(_ENCODINGS[encoding]) if encoding in _ENCODINGS else None
+    chunks, sent, size = [], 0, 0
+    try:
+        async for raw in response.aiter_raw():
+            sent += len(raw)
+            data = raw if decoder is None else decoder.decompress(raw, max_bytes - size + 1)
+            size += len(data)
+            if size > max_bytes or sent > max_bytes:
+                raise WhatsAppError(f"media is over the {max_bytes}-byte cap")
+            chunks.append(data)
+        if decoder is not None:
+            data = decoder.flush(max_bytes - size + 1)
+            if size + len(data) > max_bytes:
+                raise WhatsAppError(f"media is over the {max_bytes}-byte cap")
+            chunks.append(data)
+    except zlib.error as error:
+        raise WhatsAppError(f"media body is not valid {encoding}: {error}") from error
+    return b"".join(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -10,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -41,6 +42,10 @@ class FakeGraph:
         # Media Meta would hold: id -> (bytes, mime type); an id not listed is served as a short voice note.
         self.media: dict[str, tuple[bytes, str]] = {}
         self.media_downloads: list[str] = []
+        # Media served with a Content-Encoding (id -> "gzip", …): their bytes in `media` are then as sent, encoded.
+        self.media_encoding: dict[str, str] = {}
+        # Media whose download declares this Content-Length, sends its first bytes, then stalls (a lying CDN).
+        self.media_declared_length: dict[str, int] = {}
         self.app = Starlette(routes=[
             Route("/{phone_number_id}/messages", self._messages, methods=["POST"]),
             Route("/files/{media_id}", self._media_bytes, methods=["GET"]),
@@ -73,7 +78,16 @@ class FakeGraph:
             return Response(status_code=401)
         self.media_downloads.append(media_id)
         content, mime = self._media_for(media_id)
-        return Response(content, media_type=mime.split(";")[0])
+        headers = {"Content-Encoding": self.media_encoding[media_id]} if media_id in self.media_encoding else {}
+        if media_id in self.media_declared_length:
+            headers["Content-Length"] = str(self.media_declared_length[media_id])
+            return StreamingResponse(self._stalled(content), media_type=mime.split(";")[0], headers=headers)
+        return Response(content, media_type=mime.split(";")[0], headers=headers)
+
+    @staticmethod
+    async def _stalled(content: bytes):
+        yield content
+        await asyncio.sleep(10)  # cancelled as soon as the client goes away
 
     async def _messages(self, request: Request) -> JSONResponse:
         body = await request.json()

@@ -1,0 +1,88 @@
+"""parse_events cleans what no store can take: lone surrogates become U+FFFD, over-deep parts a marker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.webhook.events import MAX_PAYLOAD_DEPTH, TOO_DEEP, InboundMessage, OtherChange, StatusUpdate, parse_events
+from core.webhook.payloads import WebhookPayload
+from tests.support import load_delivery
+
+WABA_ID = "1001"
+PHONE_NUMBER_ID = "2001"
+
+
+def events_from_json(document: dict[str, Any]) -> list[Any]:
+    # Through JSON text, as the webhook gets it: json.dumps writes a lone surrogate as the escape \ud800.
+    return parse_events(WebhookPayload.model_validate(json.loads(json.dumps(document))))
+
+
+def nested(depth: int) -> Any:
+    node: Any = "fondo"
+    for level in range(depth):
+        node = {"in": node} if level % 2 else [node]
+    return node
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+class TestLoneSurrogates:
+    def test_in_a_status_error_become_replacement_characters(self):
+        document = load_delivery("status_failed.json", WABA_ID, PHONE_NUMBER_ID)
+        status = document["entry"][0]["changes"][0]["value"]["statuses"][0]
+        status["errors"][0]["title"] = "fuera de la ventana\udc80"
+
+        [event] = events_from_json(document)
+
+        assert isinstance(event, StatusUpdate)
+        assert event.errors[0]["title"] == "fuera de la ventana\ufffd"
+        assert event.payload["errors"][0]["title"] == "fuera de la ventana\ufffd"
+
+    def test_in_another_change_become_replacement_characters(self):
+        document = load_delivery("template_status.json", WABA_ID, PHONE_NUMBER_ID)
+        document["entry"][0]["changes"][0]["value"]["reason"] = "\ud800"
+
+        [event] = events_from_json(document)
+
+        assert isinstance(event, OtherChange)
+        assert event.value["reason"] == "\ufffd"
+
+    def test_an_escaped_pair_is_one_character_and_a_reversed_pair_two_replacements(self):
+        document = load_delivery("text.json", WABA_ID, PHONE_NUMBER_ID)
+        message = document["entry"][0]["changes"][0]["value"]["messages"][0]
+        message["text"]["body"] = "\ud83d\ude00 \ude00\ud83d"
+
+        [event] = events_from_json(document)
+
+        assert isinstance(event, InboundMessage)
+        assert event.text == "\U0001F600 \ufffd\ufffd"
+
+
+class TestDepth:
+    def test_a_message_payload_keeps_at_most_the_limit_of_levels(self):
+        document = load_delivery("text.json", WABA_ID, PHONE_NUMBER_ID)
+        message = document["entry"][0]["changes"][0]["value"]["messages"][0]
+        message["details"] = nested(500)
+
+        [event] = events_from_json(document)
+
+        assert isinstance(event, InboundMessage)
+        assert depth_of(event.payload) == MAX_PAYLOAD_DEPTH
+        assert TOO_DEEP in json.dumps(event.payload)
+        assert event.text == message["text"]["body"]
+
+    def test_a_payload_at_the_limit_is_kept_whole(self):
+        document = load_delivery("text.json", WABA_ID, PHONE_NUMBER_ID)
+        message = document["entry"][0]["changes"][0]["value"]["messages"][0]
+        message["details"] = nested(MAX_PAYLOAD_DEPTH - 1)  # the message object itself is the first level
+
+        [event] = events_from_json(document)
+
+        assert event.payload == message
