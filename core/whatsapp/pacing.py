@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 
 class Pacer:
@@ -23,22 +24,33 @@ class Pacer:
         self._sleep = sleep
         self._number_interval = 1.0 / per_number_per_second
         self._pair_interval = pair_interval_seconds
-        self._booked: dict[str, list[float]] = {}  # per number: the send times booked from now on, sorted
+        self._numbers: dict[str, _Bookings] = {}
         self._next_for_pair: dict[tuple[str, str], float] = {}
 
     def reserve(self, phone_number_id: str, recipient: str) -> float:
         """Book the next slot for this number and recipient; returns seconds to wait before sending."""
         now = self._monotonic()
+        interval = self._number_interval
         pair = (phone_number_id, recipient)
-        booked = self._booked.setdefault(phone_number_id, [])
-        del booked[:bisect.bisect_left(booked, now - self._number_interval)]  # past slots no longer constrain
+        number = self._numbers.setdefault(phone_number_id, _Bookings())
+        if number.frontier < now:  # the number's run of back-to-back sends is over: a new one starts now
+            number.frontier = now
+            del number.islands[:bisect.bisect_left(number.islands, now - interval)]
         slot = max(now, self._next_for_pair.get(pair, now))
-        # The earliest time from `slot` on that is a whole interval away from every booked send of the number.
-        for other in booked[bisect.bisect_left(booked, slot - self._number_interval):]:
-            if other - slot >= self._number_interval:
-                break
-            slot = max(slot, other + self._number_interval)
-        bisect.insort(booked, slot)
+        extends = slot <= number.frontier
+        if extends:
+            slot = number.frontier
+        # Move past the sends booked ahead for other people (their pair interval put them there).
+        islands = number.islands
+        index = bisect.bisect_left(islands, slot - interval)
+        while index < len(islands) and islands[index] - slot < interval:
+            slot = islands[index] + interval
+            index += 1
+        if extends:
+            del islands[:index]  # now behind the run
+            number.frontier = slot + interval
+        else:
+            bisect.insort(islands, slot)
         self._next_for_pair[pair] = slot + self._pair_interval
         if len(self._next_for_pair) > 10_000:
             self._forget_before(now)
@@ -51,4 +63,14 @@ class Pacer:
 
     def _forget_before(self, now: float) -> None:
         self._next_for_pair = {key: at for key, at in self._next_for_pair.items() if at > now}
-        self._booked = {number: slots for number, slots in self._booked.items() if slots and slots[-1] > now}
+        self._numbers = {key: booked for key, booked in self._numbers.items()
+                         if booked.frontier > now or (booked.islands and booked.islands[-1] > now)}
+
+
+@dataclass
+class _Bookings:
+    """One number's booked sends: a run of back-to-back slots up to `frontier`, and single slots booked further
+    ahead (`islands`, sorted) that leave the time before them free for other recipients."""
+
+    frontier: float = float("-inf")
+    islands: list[float] = field(default_factory=list)

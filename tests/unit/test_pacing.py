@@ -48,6 +48,12 @@ class TestReserve:
         # Meta: 131056 is per pair, "you can still send to a different number"; the number itself is idle.
         assert paced.reserve("2001", "b") == pytest.approx(0.1)
 
+    def test_others_fill_the_time_before_a_send_booked_ahead_and_step_around_it(self) -> None:
+        paced = pacer(FakeTime(), per_second=10, pair_interval=0.25)
+        assert paced.reserve("2001", "a") == 0
+        assert paced.reserve("2001", "a") == pytest.approx(0.25)  # booked ahead by a's pair interval
+        assert [paced.reserve("2001", person) for person in "bcd"] == pytest.approx([0.1, 0.35, 0.45])
+
     def test_numbers_are_paced_independently(self) -> None:
         paced = pacer(FakeTime(), per_second=1)
         paced.reserve("2001", "a")
