@@ -8,7 +8,7 @@ from core.clients import Client
 from core.clock import Clock
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.retry import RetryPolicy
-from core.storage.base import Store
+from core.storage.base import Store, StoreUnavailable
 from core.storage.records import Conversation, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -18,6 +18,8 @@ log = logging.getLogger("core.outbox")
 
 OUTSIDE_WINDOW = 131047
 TOKEN_INVALID = 190
+# A part WhatsApp accepted waits this long for a store that is down to record it (a turn's lease ends it sooner).
+RECORDING = RetryPolicy(attempts=1000, base_seconds=0.1, max_wait_seconds=2.0, deadline_seconds=60.0)
 
 
 class Outbox:
@@ -49,8 +51,15 @@ class Outbox:
                 await self._store.mark_sent(message.id, None, "failed", error.as_record())
                 await self._fail_rest(messages[index + 1:], {"message": "not sent: an earlier part was refused"})
                 return False
-            await self._store.mark_sent(message.id, wamid, "sandbox" if sandbox else "sent", None)
+            await self._recorded(message, wamid, "sandbox" if sandbox else "sent")
         return True
+
+    async def _recorded(self, message: StoredMessage, wamid: str, status: str) -> None:
+        """Record a part WhatsApp accepted, waiting out a store that is down for a moment: left `pending`, it would
+        be sent again by the conversation's next holder."""
+        async for attempt in RECORDING.retrying(lambda error: isinstance(error, StoreUnavailable)):
+            with attempt:
+                await self._store.mark_sent(message.id, wamid, status, None)
 
     async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation, text: str) -> str:
         async for attempt in self._retry.retrying(lambda error: isinstance(error, WhatsAppError) and error.is_transient):

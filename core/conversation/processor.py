@@ -16,7 +16,7 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
-from core.storage.base import LeaseLost, Store
+from core.storage.base import LeaseLost, Store, StoreUnavailable
 from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -123,7 +123,15 @@ class Processor:
                 done, _ = await asyncio.wait({task}, timeout=self._timing.lease_seconds / 3)
                 if done:
                     return task.result()
-                renewed = await self._store.renew_lease(current, self._clock.now(), self._timing.lease_seconds)
+                try:
+                    renewed = await self._store.renew_lease(current, self._clock.now(), self._timing.lease_seconds)
+                except StoreUnavailable:
+                    # The store is down for a moment: nobody can take the conversation while the lease we hold lasts,
+                    # so the work goes on (a reply WhatsApp accepted still gets recorded, not sent again) until the
+                    # lease would end before the next renewal.
+                    if (current.lease_until - self._clock.now()).total_seconds() > self._timing.lease_seconds / 3:
+                        continue
+                    raise
                 if renewed is None:
                     raise LeaseLost(f"conversation {claim.conversation.id} is no longer held by {claim.owner}")
                 current = renewed

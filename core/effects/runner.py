@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from core.clients import ClientRegistry
 from core.clock import Clock
 from core.notify.email import Email, describe_error, is_temporary
-from core.storage.base import Store
+from core.retry import RetryPolicy
+from core.storage.base import Store, StoreUnavailable
 from core.storage.records import Effect
 
 log = logging.getLogger("core.effects")
@@ -42,6 +43,8 @@ class EffectRunner:
         self._attempts = attempts
         self._base_seconds = base_seconds
         self._max_wait_seconds = max_wait_seconds
+        self._settling = RetryPolicy(attempts=1000, base_seconds=0.1, max_wait_seconds=2.0,
+                                     deadline_seconds=lease_seconds)
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
@@ -103,18 +106,24 @@ class EffectRunner:
             if is_temporary(error) and effect.attempts + 1 < self._attempts:
                 wait = min(self._max_wait_seconds, self._base_seconds * 2 ** effect.attempts) * random.uniform(0.8, 1.2)
                 log.warning("effects.retry", extra={**fields, "wait_seconds": round(wait, 1), "error": reason})
-                await self._store.settle_effect(effect, self._owner, self._clock.now(), error=reason,
-                                                retry_at=self._clock.now() + timedelta(seconds=wait))
+                await self._settle(effect, error=reason, retry_at=self._clock.now() + timedelta(seconds=wait))
             else:
                 await self._give_up(effect, fields, reason)
             return
         if refused:
             log.error("effects.email_partly_refused", extra={**fields, "refused": ", ".join(sorted(refused))})
-        await self._store.settle_effect(effect, self._owner, self._clock.now())
+        await self._settle(effect)
         log.info("effects.done", extra={**fields, "recipients": len(email.recipients)})
+
+    async def _settle(self, effect: Effect, *, error: str | None = None, retry_at: datetime | None = None) -> None:
+        """Record what became of the effect, waiting out a store that is down for a moment: an email sent but not
+        recorded would be sent again when its lease ends, and one to retry would wait for that lease."""
+        async for attempt in self._settling.retrying(lambda failure: isinstance(failure, StoreUnavailable)):
+            with attempt:
+                await self._store.settle_effect(effect, self._owner, self._clock.now(), error=error, retry_at=retry_at)
 
     async def _give_up(self, effect: Effect, fields: dict, reason: str) -> None:
         log.error("effects.failed", extra={**fields, "error": reason})
-        await self._store.settle_effect(effect, self._owner, self._clock.now(), error=reason)
+        await self._settle(effect, error=reason)
         if effect.conversation_id is not None:
             await self._store.flag(effect.conversation_id, f"a staff email could not be sent ({reason[:200]})")

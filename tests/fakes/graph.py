@@ -32,11 +32,13 @@ class GraphCall:
 
 
 class FakeGraph:
-    """Starlette app; `calls` lists what reached it, `fail_next` queues Graph errors."""
+    """Starlette app; `calls` lists what reached it (`refused` those answered with an error), `fail_next` queues
+    Graph errors."""
 
     def __init__(self) -> None:
         self.calls: list[GraphCall] = []
-        self._failures: list[tuple[int, dict[str, Any]]] = []
+        self.refused: list[GraphCall] = []
+        self._failures: list[tuple[int, dict[str, Any], str | None]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         # Media Meta would hold: id -> (bytes, mime type); an id not listed is served as a short voice note.
@@ -52,10 +54,11 @@ class FakeGraph:
             Route("/{media_id}", self._media_lookup, methods=["GET"]),
         ])
 
-    def fail_next(self, status: int, code: int, message: str = "error") -> None:
-        """Answer the next text send with this Graph error (mark-as-read calls are not affected)."""
+    def fail_next(self, status: int, code: int, message: str = "error", *, to: str | None = None) -> None:
+        """Answer the next text send with this Graph error (mark-as-read calls are not affected); with `to`, the
+        next text send to that recipient."""
         self._failures.append((status, {"error": {"message": message, "type": "OAuthException", "code": code,
-                                                  "fbtrace_id": "AbCdEf"}}))
+                                                  "fbtrace_id": "AbCdEf"}}, to))
 
     def texts(self) -> list[GraphCall]:
         return [call for call in self.calls if call.is_text]
@@ -95,7 +98,12 @@ class FakeGraph:
         call = GraphCall(request.path_params["phone_number_id"], auth.removeprefix("Bearer ") or None, body)
         with self._lock:
             self.calls.append(call)
-            failure = self._failures.pop(0) if self._failures and call.is_text else None
+            recipient = body.get("to") or body.get("recipient")
+            failure = next((item for item in self._failures if item[2] in (None, recipient)), None) \
+                if call.is_text else None
+            if failure:
+                self._failures.remove(failure)
+                self.refused.append(call)
         if failure:
             return JSONResponse(failure[1], status_code=failure[0])
         if body.get("status") == "read":
