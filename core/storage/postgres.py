@@ -377,7 +377,8 @@ class PostgresStore:
                 "SELECT MIN(created_at) FROM messages WHERE conversation_id = $1 AND direction = 'in' AND processed_at IS NULL",
                 conversation_id)
             unsent = await conn.fetchval(
-                "SELECT 1 FROM messages WHERE conversation_id = $1 AND direction = 'out' AND status = 'pending' LIMIT 1",
+                "SELECT 1 FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant' "
+                "AND status = 'pending' LIMIT 1",
                 conversation_id)
             keep_due = pending is not None or unsent is not None
             await conn.execute(

@@ -311,7 +311,8 @@ class SQLiteStore:
                 (conversation_id,),
             ).fetchone()[0]
             unsent = db.execute(
-                "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out' AND status = 'pending' LIMIT 1",
+                "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out' AND role = 'assistant' "
+                "AND status = 'pending' LIMIT 1",
                 (conversation_id,),
             ).fetchone()
             keep_due = pending is not None or unsent is not None

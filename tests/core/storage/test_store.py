@@ -483,6 +483,20 @@ class TestOperators:
         assert conversation.last_operator_at == T0 + timedelta(minutes=1)
         assert [m.text for m in await store.list_messages(result.conversation_id, 10, 0)] == ["hola", "Hola, soy Juan"]
 
+    async def test_an_operator_message_still_being_sent_does_not_keep_the_conversation_due(self, store: Store):
+        result = await store.record_inbound("demo", inbound("hola"), DEBOUNCE, T0)
+        await store.add_operator_message(
+            result.conversation_id, NewMessage(direction="out", role="operator", text="ya te atiendo", status="pending"),
+            T0 + timedelta(seconds=1))
+        now = T0 + timedelta(seconds=3)
+        [claim] = await store.claim_due("owner-a", now, 60, 10)
+        await store.save_turn(claim, await store.pending_batch(result.conversation_id), "b1", [], now)
+        await store.finish_turn(claim, now)
+        # Only the bot's own unsent replies make it due again (its next holder sends them); else it would be
+        # claimed again at once, for ever.
+        assert (await store.get_conversation("demo", result.conversation_id)).due_at is None
+        assert await store.claim_due("owner-b", now + timedelta(seconds=1), 60, 10) == []
+
     async def test_idle_takeovers_go_back_to_the_bot_per_client(self, store: Store):
         idle = await store.record_inbound("demo", inbound(user="1"), DEBOUNCE, T0)
         busy = await store.record_inbound("demo", inbound(user="2"), DEBOUNCE, T0)
