@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
 
 from clients.emprendemy.catalogue import DOCUMENT, Catalogue, Course, duplicates
+from core.api.router import Limit, Offset
 from core.errors import NotFound
 from core.services import ServicesDep
 
@@ -41,7 +42,6 @@ async def put_courses(services: ServicesDep, courses: Annotated[list[Course], Bo
 
 
 @router.get("/leads")
-async def get_leads(services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+async def get_leads(services: ServicesDep, limit: Limit = 100, offset: Offset = 0) -> list[dict[str, Any]]:
     """Leads the bot registered, oldest first: each with its id, conversation, time and data."""
     return await services.store.list_records(CLIENT, "lead", limit, offset)

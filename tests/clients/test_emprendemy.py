@@ -284,3 +284,9 @@ def test_a_lead_given_twice_is_one_lead_and_a_conversation_registers_at_most_thr
     wait_for(lambda: len(smtp.mailbox.received) == 3, what="three staff emails")
     assert sorted(email.message["Reply-To"] for email in smtp.mailbox.received) == [
         "ana@example.com", "bea@example.com", "cata@example.com"]
+
+
+def test_a_huge_offset_for_leads_is_a_422_not_a_500(school: RunningApp):
+    response = school.api(EMPRENDEMY, f"/leads?offset={10**30}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
