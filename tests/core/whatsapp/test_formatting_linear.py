@@ -87,13 +87,16 @@ def _interrupted_after(seconds: float) -> Iterator[None]:
 
 
 def best_times(texts: list[str], repeats: int) -> list[float]:
-    """The best of `repeats` timings of format_and_split for each text, interleaved so that load hits all alike."""
+    """The best of `repeats` timings of format_and_split for each text, interleaved so that load hits all alike.
+
+    CPU time of this thread, not wall time: other processes taking the cores (a busy CI machine, the other test
+    workers) do not count, so the ratio is the code's, not the machine's."""
     best = [float("inf")] * len(texts)
     for _ in range(repeats):
         for index, text in enumerate(texts):
-            start = time.perf_counter()
+            start = time.thread_time()
             format_and_split(text)
-            best[index] = min(best[index], time.perf_counter() - start)
+            best[index] = min(best[index], time.thread_time() - start)
     return best
 
 
@@ -105,11 +108,11 @@ class TestLinearTime:
         assert (len(small), len(large)) == (10_000, 100_000)
         try:
             with _interrupted_after(10):
-                small_time, large_time = best_times([small, large], repeats=5)
+                small_time, large_time = best_times([small, large], repeats=7)
         except _TooSlow:
             pytest.fail(f"formatting {name!r} took over 10 s (linear: tens of milliseconds)")
-        # Linear is ~10x; quadratic would be ~100x.
-        assert large_time < 20 * small_time, f"{name}: {large_time * 1000:.1f} ms vs {small_time * 1000:.2f} ms"
+        # Linear is ~10x; quadratic would be ~100x. The bound sits between, far from both.
+        assert large_time < 40 * small_time, f"{name}: {large_time * 1000:.1f} ms vs {small_time * 1000:.2f} ms"
 
 
 # The patterns as they were before they were made linear, kept as the reference for the output.
