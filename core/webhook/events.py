@@ -170,7 +170,7 @@ def parse_timestamp(value: str | None) -> datetime | None:
     """Meta's unix-seconds string as an aware UTC datetime; None when absent or unreadable."""
     try:
         return datetime.fromtimestamp(int(value), UTC) if value else None
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, OSError):  # OSError: EOVERFLOW, e.g. at -2**63
         return None
 
 
