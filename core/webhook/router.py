@@ -104,8 +104,9 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
 
 def _storable(document: Any) -> Any:
     """The document with U+FFFD for each NUL or lone surrogate (a `\\ud800` escape without its pair) in its keys and
-    strings, the rest as sent: else the store refuses the wamid, type or sender that holds one, and the 503 repeats."""
-    text = json.dumps(document, ensure_ascii=False)
+    strings, the rest as sent: else the store refuses the wamid, type or sender that holds one, and the 503 repeats.
+    ValueError for a number JSON has no room for (NaN, Infinity, 1e999), which Python reads and Postgres refuses."""
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
     cleaned = _UNSTORABLE.sub(lambda match: (match.group(1) or "") + "\ufffd", text)
     return document if cleaned == text else json.loads(cleaned)
 
