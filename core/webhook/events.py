@@ -196,7 +196,7 @@ def parse_timestamp(value: str | None) -> datetime | None:
     """Meta's unix-seconds string as an aware UTC datetime; None when absent or unreadable."""
     try:
         return datetime.fromtimestamp(int(value), UTC) if value else None
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, OSError):  # OSError: EOVERFLOW, e.g. at -2**63
         return None
 
 
@@ -219,8 +219,11 @@ def describe(message: Message) -> str:
         where = ", ".join(part for part in (loc.name, loc.address) if part)
         text = " ".join(filter(None, ("[location]", where, f"({loc.latitude}, {loc.longitude})")))
     elif kind == "contacts" and message.contacts:
-        names = [str((card.get("name") or {}).get("formatted_name", "")) for card in message.contacts]
-        phones = [str(phone.get("phone", "")) for card in message.contacts for phone in card.get("phones") or []]
+        # The cards are kept as sent (untyped): a name or phone that is not an object is skipped, not a 500.
+        names = [str(card["name"].get("formatted_name", "")) for card in message.contacts
+                 if isinstance(card.get("name"), dict)]
+        phones = [str(phone.get("phone", "")) for card in message.contacts for phone in _as_list(card.get("phones"))
+                  if isinstance(phone, dict)]
         text = f"[contact] {', '.join(filter(None, names))} {' '.join(filter(None, phones))}".strip()
     elif kind == "interactive" and message.interactive:
         choice = message.interactive.button_reply or message.interactive.list_reply

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -21,6 +22,13 @@ from core.webhook.signature import matching_secret
 log = logging.getLogger("core.webhook")
 
 router = APIRouter()
+
+# What a store cannot keep in text: NUL (Postgres; json.dumps writes \u0000, after an even run of backslashes), and
+# a UTF-16 surrogate, which in a decoded string is a lone one (json pairs the rest) that UTF-8 cannot encode.
+_UNSTORABLE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")
+# Objects and arrays nested deeper than any real delivery (Meta's are under 10 levels): a message stored with such a
+# payload could not be listed by the REST API (its JSON serializer stops at about 250 levels).
+MAX_DEPTH = 64
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -65,11 +73,13 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
         log.warning("webhook.bad_signature", extra={"detail": reason})
         return _problem(401, reason)
     try:
-        document = json.loads(body)
+        document = _storable(json.loads(body))
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
         return _problem(400, "body is not JSON")
     if not isinstance(document, dict):
         return _problem(400, "body is not a JSON object")
+    if _depth(document) > MAX_DEPTH:
+        return _problem(400, f"body is nested deeper than {MAX_DEPTH} levels")
     try:
         payload = WebhookPayload.model_validate(document)
     except ValidationError as error:
@@ -95,6 +105,25 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
         log.exception("webhook.failed", extra={"events": len(routed)})
         return _problem(503, "the delivery could not be recorded; retry later")
     return JSONResponse({"status": "ok", "stored": stored})
+
+
+def _storable(document: Any) -> Any:
+    """The document with U+FFFD for each NUL or lone surrogate (a `\\ud800` escape without its pair) in its keys and
+    strings, the rest as sent: else the store refuses the wamid, type or sender that holds one, and the 503 repeats.
+    ValueError for a number JSON has no room for (NaN, Infinity, 1e999), which Python reads and Postgres refuses."""
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+    cleaned = _UNSTORABLE.sub(lambda match: (match.group(1) or "") + "\ufffd", text)
+    return document if cleaned == text else json.loads(cleaned)
+
+
+def _depth(document: dict[str, Any]) -> int:
+    """How many levels of objects and arrays nest in the document (without recursion: it may be deep)."""
+    depth, level = 0, [document]
+    while level:
+        depth += 1
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, dict | list)]
+    return depth
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
