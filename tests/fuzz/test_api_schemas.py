@@ -16,7 +16,6 @@ from hypothesis import example, given, settings, strategies as st
 from hypothesis.strategies import SearchStrategy
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import ServerError
 
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.fakes.graph import FakeGraph
@@ -29,10 +28,6 @@ EXAMPLES_PER_OPERATION = 30
 EDGE_INTEGERS = [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**30, -1, 0]
 # Server errors found and not fixed here (outside what this change may touch): each must still be found, so that
 # the entry is removed when the bug is fixed.
-KNOWN_SERVER_ERRORS = {
-    ("emprendemy", "GET /leads"): "offset past 2**63 overflows both stores: clients/emprendemy/router.py declares "
-                                  "limit and offset without the 64-bit bound core/api/router.py gives its own",
-}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -99,10 +94,4 @@ def test_no_operation_answers_a_server_error(app: RunningApp, client: Any, subte
             call = example(case=case)(call)
 
         with subtests.test(operation=operation.label):
-            known = KNOWN_SERVER_ERRORS.get((client.name, operation.label))
-            if known is None:
-                call()
-                continue
-            with pytest.raises(BaseExceptionGroup) as found:
-                call()
-            assert found.group_contains(ServerError), f"{operation.label} no longer fails ({known}): remove it"
+            call()
