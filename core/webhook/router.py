@@ -26,9 +26,6 @@ router = APIRouter()
 # What a store cannot keep in text: NUL (Postgres; json.dumps writes \u0000, after an even run of backslashes), and
 # a UTF-16 surrogate, which in a decoded string is a lone one (json pairs the rest) that UTF-8 cannot encode.
 _UNSTORABLE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")
-# Objects and arrays nested deeper than any real delivery (Meta's are under 10 levels): a message stored with such a
-# payload could not be listed by the REST API (its JSON serializer stops at about 250 levels).
-MAX_DEPTH = 64
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -78,8 +75,6 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
         return _problem(400, "body is not JSON")
     if not isinstance(document, dict):
         return _problem(400, "body is not a JSON object")
-    if _depth(document) > MAX_DEPTH:
-        return _problem(400, f"body is nested deeper than {MAX_DEPTH} levels")
     try:
         payload = WebhookPayload.model_validate(document)
     except ValidationError as error:
@@ -114,16 +109,6 @@ def _storable(document: Any) -> Any:
     text = json.dumps(document, ensure_ascii=False, allow_nan=False)
     cleaned = _UNSTORABLE.sub(lambda match: (match.group(1) or "") + "\ufffd", text)
     return document if cleaned == text else json.loads(cleaned)
-
-
-def _depth(document: dict[str, Any]) -> int:
-    """How many levels of objects and arrays nest in the document (without recursion: it may be deep)."""
-    depth, level = 0, [document]
-    while level:
-        depth += 1
-        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
-                 if isinstance(child, dict | list)]
-    return depth
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

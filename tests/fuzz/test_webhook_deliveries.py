@@ -72,8 +72,8 @@ def nested(depth: int, opener: str) -> Raw:
     return Raw(f"{opener}...{depth} levels", opener * depth + "0" + closer * depth)
 
 
-# A message's fields sit 8 levels deep in a delivery: 56 more is the deepest the webhook takes (its MAX_DEPTH, 64);
-# deeper is a 400, and past about 1000 levels Python's json cannot read it (a 400 too).
+# A message's fields sit 8 levels deep in a delivery; what is nested past 32 levels is stored as a marker
+# (core/webhook/events.py), and past about 1000 levels Python's json cannot read the body (a 400).
 deeply_nested = st.builds(nested, st.sampled_from([20, 56, 57, 300, 5000]), st.sampled_from(["[", '{"a":']))
 odd_text = st.lists(st.one_of(st.characters(), st.sampled_from(ODD_CHARACTERS)), max_size=12).map("".join)
 integers = st.one_of(st.integers(), st.sampled_from(EDGE_INTEGERS))
