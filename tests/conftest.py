@@ -121,6 +121,14 @@ def tmp_db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'app.db'}"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def each_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A DATABASE_URL on each store in turn; a module whose `tmp_db` returns it runs its apps on both."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'app.db'}"
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test process (each xdist worker has its own), started on first use."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,12 +15,10 @@ METHOD_PATHS = [("GET", "/conversations/{id}/messages"), ("POST", "/conversation
                 ("POST", "/conversations/{id}/release"), ("POST", "/conversations/{id}/messages")]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def tmp_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def tmp_db(each_store_url: str) -> str:
     """start_app's DATABASE_URL: each test runs on both stores (SQLite and asyncpg overflow at 2**63)."""
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'app.db'}"
+    return each_store_url
 
 
 def call(app: RunningApp, method: str, path: str) -> httpx.Response:

@@ -7,7 +7,6 @@ Schemathesis's pytest wrapper for schemas built in fixtures (`schemathesis.pytes
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,12 +29,10 @@ EDGE_INTEGERS = [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**30, -1, 0]
 # the entry is removed when the bug is fixed.
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def tmp_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def tmp_db(each_store_url: str) -> str:
     """start_app's DATABASE_URL: both stores, which fail differently (SQLite and asyncpg overflow, types)."""
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'app.db'}"
+    return each_store_url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -295,12 +294,10 @@ def field(node: Any, name: str, kind: type) -> Any:
     return value if isinstance(value, kind) else kind()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def tmp_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def tmp_db(each_store_url: str) -> str:
     """start_app's DATABASE_URL: both stores, which refuse different things (NUL, surrogates, big numbers)."""
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'app.db'}"
+    return each_store_url
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import smtplib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
