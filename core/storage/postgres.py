@@ -36,8 +36,8 @@ from core.storage.records import (
     Mode,
     NewMessage,
     StoredMessage,
-    status_moves_forward,
 )
+from core.storage.rules import applied_statuses, settled_at
 from core.webhook.events import InboundMessage, StatusUpdate
 
 T = TypeVar("T")
@@ -212,9 +212,7 @@ class PostgresStore:
             due_at = conversation["due_at"]
             pending_since = conversation["pending_since"]
             if answer:
-                pending_since = pending_since or now
-                due_at = min(now + timedelta(seconds=debounce.seconds),
-                             pending_since + timedelta(seconds=debounce.max_seconds))
+                due_at, pending_since = settled_at(now, pending_since, debounce)
             await conn.execute(
                 """UPDATE conversations SET due_at = $1, pending_since = $2, updated_at = $3,
                        last_inbound_at = GREATEST(last_inbound_at, $4)
@@ -547,13 +545,9 @@ async def _insert(conn: asyncpg.Connection, conversation_id: int, item: NewMessa
 async def _apply_statuses(conn: asyncpg.Connection, client: str, wamid: str) -> None:
     """Move the message forward by every status recorded for it (some beat the send's own response to us)."""
     current = await conn.fetchrow("SELECT status, error FROM messages WHERE wamid = $1 FOR NO KEY UPDATE", wamid)
-    status, error = current["status"], current["error"]
-    changed = False
-    for row in await conn.fetch("SELECT status, payload FROM message_statuses WHERE client = $1 AND wamid = $2",
-                                client, wamid):
-        if status_moves_forward(status, row["status"]):
-            errors = (row["payload"] or {}).get("errors")
-            status, error, changed = row["status"], {"errors": errors} if errors else error, True
+    reports = [(row["status"], row["payload"]) for row in await conn.fetch(
+        "SELECT status, payload FROM message_statuses WHERE client = $1 AND wamid = $2", client, wamid)]
+    status, error, changed = applied_statuses(current["status"], current["error"], reports)
     if changed:
         await conn.execute("UPDATE messages SET status = $1, error = $2 WHERE wamid = $3", status, error, wamid)
 

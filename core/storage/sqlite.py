@@ -22,8 +22,8 @@ from core.storage.records import (
     Mode,
     NewMessage,
     StoredMessage,
-    status_moves_forward,
 )
+from core.storage.rules import applied_statuses, settled_at
 from core.webhook.events import InboundMessage, StatusUpdate
 
 T = TypeVar("T")
@@ -131,8 +131,7 @@ class SQLiteStore:
             due_at = _time(conversation["due_at"])
             pending_since = _time(conversation["pending_since"])
             if answer:
-                pending_since = pending_since or now
-                due_at = min(now + timedelta(seconds=debounce.seconds), pending_since + timedelta(seconds=debounce.max_seconds))
+                due_at, pending_since = settled_at(now, pending_since, debounce)
             db.execute(
                 """UPDATE conversations SET due_at = ?, pending_since = ?, updated_at = ?,
                        last_inbound_at = MAX(COALESCE(last_inbound_at, ''), ?)
@@ -537,13 +536,13 @@ def _messages_by_id(db: sqlite3.Connection, ids: list[int]) -> list[StoredMessag
 
 def _apply_statuses(db: sqlite3.Connection, client: str, wamid: str) -> None:
     """Move the message forward by every status recorded for it (some beat the send's own response to us)."""
-    for row in db.execute("SELECT status, payload FROM message_statuses WHERE client = ? AND wamid = ?",
-                          (client, wamid)).fetchall():
-        current = db.execute("SELECT status FROM messages WHERE wamid = ?", (wamid,)).fetchone()["status"]
-        if status_moves_forward(current, row["status"]):
-            errors = json.loads(row["payload"]).get("errors")
-            db.execute("UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE wamid = ?",
-                       (row["status"], _json({"errors": errors} if errors else None), wamid))
+    current = db.execute("SELECT status, error FROM messages WHERE wamid = ?", (wamid,)).fetchone()
+    reports = [(row["status"], json.loads(row["payload"])) for row in db.execute(
+        "SELECT status, payload FROM message_statuses WHERE client = ? AND wamid = ?", (client, wamid))]
+    status, error, changed = applied_statuses(current["status"], json.loads(current["error"]) if current["error"]
+                                              else None, reports)
+    if changed:
+        db.execute("UPDATE messages SET status = ?, error = ? WHERE wamid = ?", (status, _json(error), wamid))
 
 
 def _apply_intents(db: sqlite3.Connection, conversation: Conversation, batch_id: str, intents: Sequence[Intent],

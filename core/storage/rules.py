@@ -1,0 +1,29 @@
+"""The store's domain rules as pure functions: every adapter applies the same ones (issue 10: rules once)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from core.storage.records import Debounce, status_moves_forward
+
+
+def settled_at(now: datetime, pending_since: datetime | None, debounce: Debounce) -> tuple[datetime, datetime]:
+    """When a burst with a new message at `now` is due, and since when it is pending.
+
+    `debounce.seconds` after its latest message, but never later than `debounce.max_seconds` after its first."""
+    since = pending_since or now
+    return min(now + timedelta(seconds=debounce.seconds), since + timedelta(seconds=debounce.max_seconds)), since
+
+
+def applied_statuses(status: str | None, error: Any, reports: Iterable[tuple[str, dict[str, Any] | None]]
+                     ) -> tuple[str | None, Any, bool]:
+    """A message's status and error after Meta's status reports (in any order): forward only, `failed` final;
+    a report that moves it carries its errors, if any. Returns (status, error, changed)."""
+    changed = False
+    for reported, payload in reports:
+        if status_moves_forward(status, reported):
+            errors = (payload or {}).get("errors")
+            status, error, changed = reported, {"errors": errors} if errors else error, True
+    return status, error, changed

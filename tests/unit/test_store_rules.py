@@ -1,0 +1,40 @@
+"""The store's rules as pure functions, the same for every adapter: when a burst is due, and how statuses apply."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from core.storage.records import Debounce
+from core.storage.rules import applied_statuses, settled_at
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+DEBOUNCE = Debounce(seconds=3, max_seconds=15)
+
+
+class TestSettledAt:
+    def test_a_first_message_is_due_after_the_debounce_and_starts_the_burst(self) -> None:
+        assert settled_at(T0, None, DEBOUNCE) == (T0 + timedelta(seconds=3), T0)
+
+    def test_each_new_message_pushes_the_burst_back(self) -> None:
+        assert settled_at(T0 + timedelta(seconds=5), T0, DEBOUNCE) == (T0 + timedelta(seconds=8), T0)
+
+    def test_a_burst_that_never_settles_is_due_at_its_cap(self) -> None:
+        assert settled_at(T0 + timedelta(seconds=14), T0, DEBOUNCE) == (T0 + timedelta(seconds=15), T0)
+
+
+class TestAppliedStatuses:
+    def test_statuses_in_any_order_end_at_the_furthest(self) -> None:
+        reports = [("read", {}), ("sent", {}), ("delivered", {})]
+        assert applied_statuses("sent", None, reports) == ("read", None, True)
+
+    def test_nothing_moves_backwards(self) -> None:
+        assert applied_statuses("read", None, [("delivered", {}), ("sent", {})]) == ("read", None, False)
+
+    def test_failed_is_final_and_brings_its_errors(self) -> None:
+        errors = [{"code": 131047, "title": "Re-engagement message"}]
+        status, error, changed = applied_statuses("sent", None, [("failed", {"errors": errors}), ("read", {})])
+        assert (status, error, changed) == ("failed", {"errors": errors}, True)
+
+    def test_a_step_without_errors_keeps_the_error_there_was(self) -> None:
+        kept = {"errors": [{"code": 1}]}
+        assert applied_statuses("pending", kept, [("sent", None)]) == ("sent", kept, True)
