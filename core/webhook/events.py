@@ -21,7 +21,7 @@ SILENT_TYPES = frozenset({"reaction", "system"})
 # become TOO_DEEP, so reading a conversation back never runs out of recursion.
 MAX_PAYLOAD_DEPTH = 32
 TOO_DEEP = f"[nested deeper than {MAX_PAYLOAD_DEPTH} levels]"
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def parse_events(payload: WebhookPayload) -> list[Event]:
 
 
 def clean_text(text: str) -> str:
-    """The text with each lone surrogate (JSON allows the escape "\\ud800") as U+FFFD: no store can encode one."""
-    if not _SURROGATE.search(text):
+    """The text with NUL and each lone surrogate (JSON allows the escape "\\ud800") as U+FFFD: no store keeps them."""
+    if not _UNSTORABLE.search(text):
         return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text.replace("\x00", "\ufffd").encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def clean_json(value: Any, levels: int = MAX_PAYLOAD_DEPTH) -> Any:

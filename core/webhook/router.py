@@ -5,8 +5,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
-from typing import Annotated, Any
+import math
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -23,9 +23,6 @@ log = logging.getLogger("core.webhook")
 
 router = APIRouter()
 
-# What a store cannot keep in text: NUL (Postgres; json.dumps writes \u0000, after an even run of backslashes), and
-# a UTF-16 surrogate, which in a decoded string is a lone one (json pairs the rest) that UTF-8 cannot encode.
-_UNSTORABLE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -70,7 +67,7 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
         log.warning("webhook.bad_signature", extra={"detail": reason})
         return _problem(401, reason)
     try:
-        document = _storable(json.loads(body))
+        document = json.loads(body, parse_constant=_not_a_number, parse_float=_finite_float)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
         return _problem(400, "body is not JSON")
     if not isinstance(document, dict):
@@ -102,13 +99,17 @@ async def receive(request: Request, services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "stored": stored})
 
 
-def _storable(document: Any) -> Any:
-    """The document with U+FFFD for each NUL or lone surrogate (a `\\ud800` escape without its pair) in its keys and
-    strings, the rest as sent: else the store refuses the wamid, type or sender that holds one, and the 503 repeats.
-    ValueError for a number JSON has no room for (NaN, Infinity, 1e999), which Python reads and Postgres refuses."""
-    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
-    cleaned = _UNSTORABLE.sub(lambda match: (match.group(1) or "") + "\ufffd", text)
-    return document if cleaned == text else json.loads(cleaned)
+def _not_a_number(name: str) -> float:
+    """NaN and Infinity: Python's json reads them, no store keeps them, and JSON has no such numbers."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A float, refused when it has no finite value (1e999): Postgres would refuse it after the 200."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is beyond a float")
+    return value
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
