@@ -48,11 +48,12 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(command: list[str], port: int, env: dict[str, str], log_path: Path) -> Iterator[ServerProcess]:
-    """Run a server until the block ends (SIGTERM, then SIGKILL if it hangs); waits for /health first."""
+def server_process(command: list[str], port: int, env: dict[str, str], log_path: Path, *,
+                   cwd: Path = ROOT) -> Iterator[ServerProcess]:
+    """Run a server in `cwd` until the block ends (SIGTERM, then SIGKILL if it hangs); waits for /health first."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith(FOREIGN_PREFIXES)}
     log = open(log_path, "wb")
-    process = subprocess.Popen(command, cwd=ROOT, env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=cwd, env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
 
     def healthy() -> bool:

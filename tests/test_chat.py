@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import DEMO, RunningApp
 from tests.fakes.openai import FakeOpenAI, Reply
-from tests.processes import FOREIGN_PREFIXES, ROOT, free_port
-from tests.support import signed, text_delivery, wait_for
+from tests.processes import FOREIGN_PREFIXES, ROOT, free_port, server_process
+from tests.support import signed, text_delivery
 
 SECRET = "chat-test-secret"
 QUESTION = "¿Hacen envíos a Palermo?"
@@ -50,27 +48,9 @@ def fresh_clone(tmp_path: Path) -> Path:
 def served(fresh_clone: Path) -> Iterator[tuple[Path, int]]:
     """`./scripts/serve` as the README says, on a free port, in the fresh clone."""
     port = free_port()
-    log = open(fresh_clone / "serve.log", "wb")
-    process = subprocess.Popen(["./scripts/serve"], cwd=fresh_clone, env=fresh_env(PORT=str(port)), stdout=log,
-                               stderr=subprocess.STDOUT)
-
-    def healthy() -> bool:
-        assert process.poll() is None, (fresh_clone / "serve.log").read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, timeout=60, interval=0.1, what="./scripts/serve to answer /health")
+    with server_process(["./scripts/serve"], port, fresh_env(PORT=str(port)), fresh_clone / "serve.log",
+                        cwd=fresh_clone):
         yield fresh_clone, port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def chat(cwd: Path, stdin: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
