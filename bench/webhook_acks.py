@@ -1,7 +1,7 @@
 """Webhook acknowledgements per second and p99 latency of the real app, as ratios of a bare FastAPI endpoint.
 
 Run: .venv/bin/python -m bench.webhook_acks [--duration 10] [--threads 2] [--connections 32] [--workers 1,3]
-                                            [--databases sqlite,postgres]
+                                            [--databases sqlite]
 
 Each server is the Procfile's web command (gunicorn with uvicorn workers) with -w N, bound to 127.0.0.1, gunicorn's
 access log off (its default), LOG_LEVEL=WARNING, in sandbox mode (no app secret, no token, ALLOW_UNSIGNED_WEBHOOKS=true: unsigned
@@ -251,8 +251,7 @@ def bench(database: str, workers: int, wrk: str, folder: Path, pg: PostgresServe
         assert pg is not None
         url = pg.create_database()
     prefix = CLIENT.upper() + "_"
-    # wrk's bodies are unsigned: the app must allow that, which it refuses beside a Postgres DATABASE_URL (a live
-    # setting). TODO(issue 10): sign the bodies so that the PostgreSQL runs measure the production path again.
+    # wrk's bodies are unsigned: the app must allow that (it refuses to beside a Postgres DATABASE_URL).
     env = {"DATABASE_URL": url, prefix + "WABA_IDS": WABA_ID, prefix + "PHONE_NUMBER_IDS": PHONE_NUMBER_ID,
            "LOG_LEVEL": "WARNING", "ALLOW_UNSIGNED_WEBHOOKS": "true"}
     if args.debounce is not None:
@@ -301,7 +300,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=5, help="wrk's request timeout, whole seconds")
     parser.add_argument("--users", type=int, default=1000, help="senders the requests are spread over")
     parser.add_argument("--workers", default="1,3", help="gunicorn worker counts, comma separated")
-    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite and/or postgres, comma separated")
+    parser.add_argument("--databases", default="sqlite", help="sqlite (postgres needs signed bodies: see below)")
     parser.add_argument("--debounce", type=float, default=None,
                         help="DEBOUNCE_SECONDS for the app (default: the app's, 3 s); e.g. 3600 for no replies "
                              "during the measurement")
@@ -311,6 +310,10 @@ def main() -> None:
     databases = [name.strip() for name in args.databases.split(",") if name.strip()]
     if not set(databases) <= {"sqlite", "postgres"}:
         parser.error("--databases takes sqlite and/or postgres")
+    if "postgres" in databases:
+        # wrk's bodies are unsigned, and the app refuses ALLOW_UNSIGNED_WEBHOOKS beside a Postgres DATABASE_URL.
+        parser.error("postgres: the app refuses unsigned webhooks beside a Postgres DATABASE_URL, and wrk's bodies are "
+                     "not signed yet (issue 10 reworks this benchmark)")
     workers = [int(n) for n in args.workers.split(",")]
     wrk = ensure_wrk()
     rows: list[Row] = []
