@@ -7,6 +7,7 @@ another are one burst, answered once, as on WhatsApp."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -80,7 +81,7 @@ class ChatSession:
     def send(self, text: str) -> None:
         """Deliver one typed line as Meta would: a signed `messages` webhook."""
         wamid = f"wamid.chat.{uuid.uuid4().hex}"
-        raw = httpx.Request("POST", "/", json=self._delivery(wamid, text)).content
+        raw = json.dumps(self._delivery(wamid, text)).encode()
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(self._target.secret, raw)}
         with self._lock:
             self._progress.waiting.add(wamid)
