@@ -27,3 +27,10 @@ def applied_statuses(status: str | None, error: Any, reports: Iterable[tuple[str
             errors = (payload or {}).get("errors")
             status, error, changed = reported, {"errors": errors} if errors else error, True
     return status, error, changed
+
+
+def effect_outcome(error: str | None, retry_at: datetime | None) -> str:
+    """An effect's status after an attempt: done without an error, pending when it is retried, else failed."""
+    if error is None:
+        return "done"
+    return "pending" if retry_at is not None else "failed"

@@ -1,0 +1,92 @@
+"""The SQLite writer commits concurrent writes together, and each write still stands or falls on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from core.storage.base import StoreUnavailable
+from core.storage.records import Debounce
+from core.storage.sql import Tx
+from core.storage.sqlite import SQLiteDatabase, SQLiteStore
+from core.webhook.events import InboundMessage
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def inbound(n: int) -> InboundMessage:
+    user = f"54911555{n:05d}"
+    return InboundMessage(waba_id="1001", phone_number_id="2001", wamid=f"wamid.G{n}", user_key=user, wa_id=user,
+                          user_id=None, contact_name=None, type="text", text=f"hola {n}", wa_timestamp=NOW,
+                          payload={"type": "text"})
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "store.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_concurrent_acknowledgements_share_commits_and_all_are_stored(store: SQLiteStore) -> None:
+    results = await asyncio.gather(*(store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW)
+                                     for n in range(200)))
+    assert all(result.is_new for result in results)
+    database = store.database
+    assert isinstance(database, SQLiteDatabase)
+    assert database.writes == 200
+    assert database.commits < 200 / 4  # grouped: one transaction held many acknowledgements
+    for n in (0, 99, 199):
+        conversation = await store.find_conversation("demo", "2001", f"54911555{n:05d}")
+        assert conversation is not None
+        [message] = await store.pending_batch(conversation.id)
+        assert message.text == f"hola {n}"
+
+
+async def test_a_failing_write_rolls_back_alone_and_its_caller_gets_the_error(store: SQLiteStore) -> None:
+    async def failing(tx: Tx) -> None:
+        await tx.execute("INSERT INTO client_documents (client, key, data, updated_at) VALUES ('demo', 'bad', '1', '')")
+        raise ValueError("the turn's own bug")
+
+    writes = [store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW) for n in range(10)]
+    outcomes = await asyncio.gather(*writes[:5], store.database.write(failing), *writes[5:], return_exceptions=True)
+    assert isinstance(outcomes[5], ValueError)
+    assert all(not isinstance(outcome, BaseException) for index, outcome in enumerate(outcomes) if index != 5)
+    assert await store.get_document("demo", "bad") is None  # its insert was rolled back
+    for n in range(10):
+        assert await store.find_conversation("demo", "2001", f"54911555{n:05d}") is not None
+
+
+async def test_a_body_that_waits_on_something_else_is_refused(store: SQLiteStore) -> None:
+    async def wanders(tx: Tx) -> None:
+        await asyncio.sleep(0)  # a transaction on the writer's thread cannot wait for the event loop
+
+    with pytest.raises(RuntimeError, match="awaited something other"):
+        await store.database.write(wanders)
+    await store.put_document("demo", "after", {"ok": True}, NOW)  # the writer carries on
+    assert await store.get_document("demo", "after") == {"ok": True}
+
+
+async def test_a_locked_file_is_reported_unavailable_to_every_write_of_the_group(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = SQLiteStore(tmp_path / "store.db", busy_timeout=0.05)
+    await store.open()
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+        outcomes = await asyncio.gather(*(store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW)
+                                          for n in range(3)), return_exceptions=True)
+        assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+        other.execute("ROLLBACK")
+        assert (await store.record_inbound("demo", inbound(7), Debounce(3, 15), NOW)).is_new
+    finally:
+        other.close()
+        await store.close()
