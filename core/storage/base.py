@@ -28,17 +28,32 @@ class LeaseLost(Exception):
     """The processor no longer holds the conversation (its lease ran out and another took it): it must not write."""
 
 
-class Store(Protocol):
-    async def open(self) -> None:
-        """Connect; SQLite creates its schema when missing, Postgres refuses a database not migrated yet."""
+class Flags(Protocol):
+    """A conversation marked for a person's attention."""
 
-    async def close(self) -> None: ...
+    async def flag(self, conversation_id: int, reason: str) -> None:
+        """Mark a conversation as needing a person's attention."""
+
+
+class Sends(Flags, Protocol):
+    """What the outbox records of a send."""
+
+    async def mark_sent(self, message_id: int, wamid: str | None, status: str, error: dict[str, Any] | None) -> None:
+        """Record the outcome of sending a stored outbound message."""
+
+
+class InboundStore(Protocol):
+    """What the webhook stores before its 200."""
 
     async def record_inbound(self, client: str, message: InboundMessage, debounce: Debounce, now: datetime) -> InboundResult:
         """Store a user's message once (keyed on wamid) and push the conversation's due time."""
 
     async def record_status(self, client: str, update: StatusUpdate, now: datetime) -> bool:
         """Keep a status report and move the client's named outbound message forward; True when it names one."""
+
+
+class ClaimStore(Protocol):
+    """How the scheduler finds and leases due conversations."""
 
     async def next_due_at(self) -> datetime | None:
         """The earliest due time of a conversation waiting for an answer."""
@@ -48,11 +63,15 @@ class Store(Protocol):
         """Lease up to `limit` due conversations (at most `per_client` of one client) to `owner`, earliest due
         first, skipping leased ones and the clients named."""
 
-    async def renew_lease(self, claim: Claim, now: datetime, lease_seconds: float) -> Claim | None:
-        """Extend a lease still held by its owner; None when it was lost."""
-
     async def release(self, claim: Claim, retry_at: datetime | None) -> None:
         """Give a conversation back without completing its batch; it is due again at `retry_at`."""
+
+
+class TurnStore(ClaimStore, Sends, Protocol):
+    """What one turn reads and writes, from its claim to its reply."""
+
+    async def renew_lease(self, claim: Claim, now: datetime, lease_seconds: float) -> Claim | None:
+        """Extend a lease still held by its owner; None when it was lost."""
 
     async def pending_batch(self, conversation_id: int) -> list[StoredMessage]:
         """Unanswered user messages, in WhatsApp timestamp order, then arrival."""
@@ -78,9 +97,6 @@ class Store(Protocol):
     async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
         """The bot's replies stored but not yet sent (a processor died between storing and sending)."""
 
-    async def mark_sent(self, message_id: int, wamid: str | None, status: str, error: dict[str, Any] | None) -> None:
-        """Record the outcome of sending a stored outbound message."""
-
     async def finish_turn(self, claim: Claim, now: datetime) -> None:
         """Release the lease; the conversation stays due only if messages arrived meanwhile."""
 
@@ -89,8 +105,9 @@ class Store(Protocol):
 
         A stored turn starts the count again. Raises LeaseLost when the claim no longer holds the conversation."""
 
-    async def flag(self, conversation_id: int, reason: str) -> None:
-        """Mark a conversation as needing a person's attention."""
+
+class OperatorStore(Sends, Protocol):
+    """What the people running a bot read and do through the API."""
 
     async def set_mode(self, client: str, conversation_id: int, mode: Mode, now: datetime) -> Conversation | None:
         """Hand a conversation to an operator (`human`) or back to the bot; None when it is not the client's."""
@@ -100,6 +117,21 @@ class Store(Protocol):
 
     async def release_idle_takeovers(self, client: str, idle_since: datetime) -> int:
         """Give back to the bot the client's conversations with no operator action since `idle_since`."""
+
+    async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]: ...
+
+    async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None: ...
+
+    async def find_conversation(self, client: str, phone_number_id: str, user_key: str) -> Conversation | None:
+        """The conversation of one person with one of the client's numbers, if they have written."""
+
+    async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]: ...
+
+    async def get_message(self, message_id: int) -> StoredMessage | None: ...
+
+
+class ClientDataStore(Protocol):
+    """A client's own documents and records (catalogues, leads)."""
 
     async def get_document(self, client: str, key: str) -> Any | None:
         """A client's JSON document stored under `key`, or None."""
@@ -117,6 +149,10 @@ class Store(Protocol):
     async def recent_records(self, client: str, kind: str, conversation_id: int, since: datetime) -> list[dict[str, Any]]:
         """A conversation's records of `kind` created at or after `since`, oldest first (ref and data)."""
 
+
+class EffectStore(Flags, Protocol):
+    """The effects outbox: what turns decided, carried out from the store."""
+
     async def claim_effects(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Effect]:
         """Lease up to `limit` effects due by `now` (pending, not leased by someone else), oldest due first."""
 
@@ -127,13 +163,11 @@ class Store(Protocol):
     async def list_effects(self, client: str, conversation_id: int) -> list[Effect]:
         """A conversation's effects in the order they were decided."""
 
-    async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]: ...
 
-    async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None: ...
+class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, Protocol):
+    """Everything the service keeps; each module asks only for the role it uses."""
 
-    async def find_conversation(self, client: str, phone_number_id: str, user_key: str) -> Conversation | None:
-        """The conversation of one person with one of the client's numbers, if they have written."""
+    async def open(self) -> None:
+        """Connect; SQLite creates its schema when missing, Postgres refuses a database not migrated yet."""
 
-    async def list_messages(self, conversation_id: int, limit: int, offset: int) -> list[StoredMessage]: ...
-
-    async def get_message(self, message_id: int) -> StoredMessage | None: ...
+    async def close(self) -> None: ...
