@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from core.knowledge.base import Passage, Retriever
-from core.storage.base import Store
+from core.storage.base import ClientDataStore
 from core.clock import Clock
 
 
@@ -14,7 +14,7 @@ from core.clock import Clock
 class ServiceToolbox:
     """What tools may read of the running service; what they change is an intent (core.llm.tools.ToolContext)."""
 
-    def __init__(self, store: Store, retriever: Retriever, clock: Clock, *, top_k: int) -> None:
+    def __init__(self, store: ClientDataStore, retriever: Retriever, clock: Clock, *, top_k: int) -> None:
         self._store = store
         self.retriever = retriever
         self._clock = clock

@@ -9,7 +9,7 @@ from core.clients import Client, ClientRegistry
 from core.conversation.outbox import Outbox
 from core.conversation.window import is_within_window
 from core.errors import AppError, NotFound
-from core.storage.base import Store
+from core.storage.base import OperatorStore
 from core.clock import Clock
 from core.storage.records import Mode, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
@@ -25,7 +25,7 @@ class SendRefused(AppError):
     status_code = 502
 
 
-async def set_mode(store: Store, client: Client, conversation_id: int, mode: Mode, now: datetime) -> None:
+async def set_mode(store: OperatorStore, client: Client, conversation_id: int, mode: Mode, now: datetime) -> None:
     """Hand a conversation to an operator or back to the bot."""
     if await store.set_mode(client.name, conversation_id, mode, now) is None:
         raise NotFound(f"no conversation {conversation_id} for client {client.name}")
@@ -33,7 +33,7 @@ async def set_mode(store: Store, client: Client, conversation_id: int, mode: Mod
              extra={"client": client.name, "conversation": conversation_id})
 
 
-async def send_operator_message(store: Store, outbox: Outbox, client: Client, sender: WhatsAppSender,
+async def send_operator_message(store: OperatorStore, outbox: Outbox, client: Client, sender: WhatsAppSender,
                                 conversation_id: int, text: str, now: datetime) -> StoredMessage:
     """Send an operator's text through WhatsApp and store it with role operator; refused outside the 24 h window."""
     conversation = await store.get_conversation(client.name, conversation_id)
@@ -50,7 +50,7 @@ async def send_operator_message(store: Store, outbox: Outbox, client: Client, se
     return sent
 
 
-async def release_idle_takeovers(store: Store, registry: ClientRegistry, clock: Clock) -> None:
+async def release_idle_takeovers(store: OperatorStore, registry: ClientRegistry, clock: Clock) -> None:
     """Give back to the bot every conversation whose operator has been idle for the client's HUMAN_IDLE_MINUTES."""
     now = clock.now()
     for client in registry:

@@ -16,7 +16,7 @@ from core.clients import ClientRegistry
 from core.clock import Clock
 from core.notify.email import Email, describe_error, is_temporary
 from core.retry import RetryPolicy
-from core.storage.base import Store, StoreUnavailable
+from core.storage.base import EffectStore, StoreUnavailable
 from core.storage.records import Effect
 
 log = logging.getLogger("core.effects")
@@ -31,7 +31,7 @@ class Mailer(Protocol):
 class EffectRunner:
     """Carries out due effects in the background; `kick()` after a turn stored some, and on every scheduler pass."""
 
-    def __init__(self, store: Store, registry: ClientRegistry, mailer: Mailer, clock: Clock, *, owner: str,
+    def __init__(self, store: EffectStore, registry: ClientRegistry, mailer: Mailer, clock: Clock, *, owner: str,
                  lease_seconds: float = 120.0, attempts: int = 6, base_seconds: float = 2.0,
                  max_wait_seconds: float = 600.0) -> None:
         self._store = store
