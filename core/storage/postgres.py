@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from core.storage.base import StoreUnavailable
-from core.storage.sql import Body, Json, Row
+from core.storage.sql import Body, Json, Row, Tx
 from core.storage.sql_store import SQLStore
 
 T = TypeVar("T")
@@ -31,6 +31,8 @@ T = TypeVar("T")
 TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records", "effects")
 SUPABASE_TRANSACTION_POOLER_PORT = 6543
 DEFAULT_POOL_SIZE = 10
+# Writes committed together at most (acknowledgements under load): one transaction, three statements each.
+GROUP_MAX = 64
 # pg_advisory_xact_lock(namespace, hashtext(key)): transactions that name the same key take turns.
 _SERIALIZE_LOCK = 0x5743
 
@@ -140,6 +142,17 @@ class _Tx:
         await self._conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _SERIALIZE_LOCK, key)
 
 
+async def _each(tx: Tx, bodies: list[Body[Any]]) -> list[Any]:
+    return [await body(tx) for body in bodies]
+
+
+async def _outcome(awaitable: Awaitable[T]) -> tuple[bool, T | Exception]:
+    try:
+        return True, await awaitable
+    except Exception as error:
+        return False, error
+
+
 class PostgresDatabase:
     """A pool of connections to one PostgreSQL database, migrated beforehand (`python -m core migrate`)."""
 
@@ -152,6 +165,10 @@ class PostgresDatabase:
         self._command_timeout = command_timeout
         self._acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool | None = None
+        self._queue: list[tuple[str, Body[Any], asyncio.Future[Any]]] = []
+        self._committers: set[asyncio.Task[None]] = set()
+        # Groups in flight at once: all but two of the pool's connections, so turns and reads still get one.
+        self._max_committers = max(1, self._options["max_size"] - 2)
 
     async def _run(self, body: Body[T], *, write: bool) -> T:
         assert self._pool is not None, "store is not open"
@@ -172,8 +189,41 @@ class PostgresDatabase:
     async def read(self, body: Body[T]) -> T:
         return await self._run(body, write=False)
 
-    async def write(self, body: Body[T]) -> T:
-        return await self._run(body, write=True)
+    async def write(self, body: Body[T], *, order: str | None = None) -> T:
+        if order is None:
+            return await self._run(body, write=True)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((order, body, future))
+        if len(self._committers) < self._max_committers:
+            task = asyncio.create_task(self._commit_queued(), name="postgres-group-commit")
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
+        return await future
+
+    async def _commit_queued(self) -> None:
+        """Commit what is queued, a group at a time, until nothing is; other committers take other groups."""
+        while self._queue:
+            group = sorted((item for item in self._queue[:GROUP_MAX] if not item[2].cancelled()), key=lambda item: item[0])
+            del self._queue[:GROUP_MAX]
+            outcomes: list[tuple[bool, Any]] = [(False, StoreUnavailable("PostgreSQL: stopped while committing"))] * len(group)
+            try:
+                outcomes = await self._commit_group([body for _, body, _ in group])
+            finally:
+                for (_, _, future), (done, value) in zip(group, outcomes, strict=True):
+                    if future.cancelled():
+                        continue
+                    if done:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+
+    async def _commit_group(self, bodies: list[Body[Any]]) -> list[tuple[bool, Any]]:
+        if len(bodies) > 1:
+            try:
+                return [(True, value) for value in await self._run(lambda tx: _each(tx, bodies), write=True)]
+            except Exception:
+                pass  # one write failed (or the database did): each alone, so that only a failing one fails
+        return [await _outcome(self._run(body, write=True)) for body in bodies]
 
     async def open(self) -> None:
         try:
@@ -195,6 +245,8 @@ class PostgresDatabase:
                 "`python -m core migrate` (the Procfile's release phase runs it; `supabase db push` works too)")
 
     async def close(self) -> None:
+        if self._committers:
+            await asyncio.gather(*self._committers, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:

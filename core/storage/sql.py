@@ -76,8 +76,11 @@ class Database(Protocol):
     async def read(self, body: Body[T]) -> T:
         """Run `body` with a consistent view and no writes."""
 
-    async def write(self, body: Body[T]) -> T:
-        """Run `body` in a write transaction; return once it is committed (its exception rolls it back)."""
+    async def write(self, body: Body[T], *, order: str | None = None) -> T:
+        """Run `body` in a write transaction; return once it is committed (its exception rolls it back alone).
+
+        A write given an `order` may share its transaction with other such writes, run in `order`'s order, so
+        that groups taking row locks take them in one order and never deadlock each other."""
 
 
 def json_text(value: Any) -> str:

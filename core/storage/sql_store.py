@@ -95,7 +95,9 @@ class SQLStore:
                 due_at, pending_since, now, message.wa_timestamp or now, conversation["id"])
             return InboundResult(conversation["id"], True, due_at)
 
-        return await self.database.write(write)
+        # Grouped with other acknowledgements, in the order of the conversation rows they lock.
+        key = f"c\x00{client}\x00{message.phone_number_id}\x00{message.user_key}"
+        return await self.database.write(write, order=key)
 
     async def record_status(self, client: str, update: StatusUpdate, now: datetime) -> bool:
         async def write(tx: Tx) -> bool:
@@ -115,7 +117,7 @@ class SQLStore:
             await self._apply_statuses(tx, client, update.wamid)
             return True
 
-        return await self.database.write(write)
+        return await self.database.write(write, order=f"s\x00{update.wamid}")
 
     # ---------------------------------------------------------------- scheduler side
 

@@ -154,7 +154,8 @@ class SQLiteDatabase:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
-    async def write(self, body: Body[T]) -> T:
+    async def write(self, body: Body[T], *, order: str | None = None) -> T:
+        # Every write is grouped here (one writer serialises them anyway), so `order` changes nothing.
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((body, future))
         if self._writer is None or self._writer.done():

@@ -1,4 +1,5 @@
-"""The SQLite writer commits concurrent writes together, and each write still stands or falls on its own."""
+"""Concurrent acknowledgements are committed together (SQLite: every write; Postgres: writes given an order), and
+each write still stands or falls on its own."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from core.storage.base import StoreUnavailable
+from core.storage.postgres import PostgresStore
 from core.storage.records import Debounce
-from core.storage.sql import Tx
+from core.storage.sql import Json, Tx
+from core.storage.sql_store import SQLStore
 from core.storage.sqlite import SQLiteDatabase, SQLiteStore
 from core.webhook.events import InboundMessage
 
@@ -35,7 +38,30 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await opened.close()
 
 
-async def test_concurrent_acknowledgements_share_commits_and_all_are_stored(store: SQLiteStore) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SQLStore]:
+    if request.param == "sqlite":
+        opened: SQLStore = SQLiteStore(tmp_path / "store.db")
+    else:
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_concurrent_acknowledgements_are_all_stored(any_store: SQLStore) -> None:
+    store = any_store
+    results = await asyncio.gather(*(store.record_inbound("demo", inbound(n % 150), Debounce(3, 15), NOW)
+                                     for n in range(300)))  # each message twice: stored once, the other a duplicate
+    assert sum(result.is_new for result in results) == 150
+    for n in (0, 75, 149):
+        conversation = await store.find_conversation("demo", "2001", f"54911555{n:05d}")
+        assert conversation is not None and conversation.due_at is not None
+        [message] = await store.pending_batch(conversation.id)
+        assert message.text == f"hola {n}"
+
+
+async def test_sqlite_commits_concurrent_acknowledgements_together(store: SQLiteStore) -> None:
     results = await asyncio.gather(*(store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW)
                                      for n in range(200)))
     assert all(result.is_new for result in results)
@@ -50,13 +76,17 @@ async def test_concurrent_acknowledgements_share_commits_and_all_are_stored(stor
         assert message.text == f"hola {n}"
 
 
-async def test_a_failing_write_rolls_back_alone_and_its_caller_gets_the_error(store: SQLiteStore) -> None:
+async def test_a_failing_write_rolls_back_alone_and_its_caller_gets_the_error(any_store: SQLStore) -> None:
+    store = any_store
+
     async def failing(tx: Tx) -> None:
-        await tx.execute("INSERT INTO client_documents (client, key, data, updated_at) VALUES ('demo', 'bad', '1', '')")
+        await tx.execute("INSERT INTO client_documents (client, key, data, updated_at) VALUES ('demo', 'bad', $1, $2)",
+                         Json(1), NOW)
         raise ValueError("the turn's own bug")
 
     writes = [store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW) for n in range(10)]
-    outcomes = await asyncio.gather(*writes[:5], store.database.write(failing), *writes[5:], return_exceptions=True)
+    outcomes = await asyncio.gather(*writes[:5], store.database.write(failing, order="c\x00demo"), *writes[5:],
+                                    return_exceptions=True)
     assert isinstance(outcomes[5], ValueError)
     assert all(not isinstance(outcome, BaseException) for index, outcome in enumerate(outcomes) if index != 5)
     assert await store.get_document("demo", "bad") is None  # its insert was rolled back
