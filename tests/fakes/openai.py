@@ -62,13 +62,13 @@ class FakeOpenAI:
         self.transcript = "hola, quería consultar por un curso"
         self.latency_seconds = 0.0  # how long the "model" takes per answer (benchmarks set a realistic one)
         self.transcriptions: list[dict[str, Any]] = []
-        # A provider's rate limit: with `capacity` set, a completion arriving while that many are being answered
-        # gets 429 with `retry_after` (as Retry-After, unless None). `in_flight_seen` is the number in flight as
-        # each accepted request arrived, in order; `refused` counts the 429s.
+        # A provider's rate limit, answered at once (before the gate) with 429 and `retry_after` as Retry-After
+        # (none when None): the next `refuse_next` completions, and any arriving while `capacity` are being
+        # answered. `in_flight` counts the accepted ones being answered; `refused` counts the 429s.
+        self.refuse_next = 0
         self.capacity: int | None = None
         self.retry_after: str | None = "0"
         self.in_flight = 0
-        self.in_flight_seen: list[int] = []
         self.refused = 0
         # While cleared, chat completions wait (up to a minute): lets a test act while the model "thinks".
         self.gate = threading.Event()
@@ -98,12 +98,12 @@ class FakeOpenAI:
             self.classifier_requests.append(body)
             return self._completion(body, Reply(content=self.category))
         with self._lock:
-            if self.capacity is not None and self.in_flight >= self.capacity:
+            if self.refuse_next or (self.capacity is not None and self.in_flight >= self.capacity):
+                self.refuse_next = max(0, self.refuse_next - 1)
                 self.refused += 1
                 headers = {"retry-after": self.retry_after} if self.retry_after is not None else {}
                 return self._error(Reply(status=429, headers=headers))
             self.in_flight += 1
-            self.in_flight_seen.append(self.in_flight)
             self.requests.append(body)
             self.auth.append(request.headers.get("authorization", ""))
             reply = self._script.pop(0) if self._script else None

@@ -164,6 +164,20 @@ class TestClaiming:
         assert sorted(turns.started) == sorted(store.conversations)  # each answered once
         assert busy[0] in turns.started and quiet in turns.started
 
+    async def test_clients_held_back_stay_due_in_the_store_until_their_endpoint_has_room(
+            self, store: MemoryStore, clock: ManualClock) -> None:
+        [held] = due(store, 1, client="held")
+        [free] = due(store, 1, client="free")
+        saturated = {"held"}
+        turns = Turns(store)
+        async with running(make_scheduler(store, turns, clock, held_back=lambda: saturated)) as scheduler:
+            await eventually(lambda: turns.finished == [free])
+            await asleep(store)
+            assert held not in turns.started and not store.is_leased(held)  # left for another process or pass
+            saturated.clear()
+            scheduler.nudge()  # what the endpoint's limiter does when it has room again
+            await eventually(lambda: turns.finished == [free, held])
+
     async def test_a_store_failure_is_retried_after_the_poll_interval(self, store: MemoryStore,
                                                                       clock: ManualClock) -> None:
         store.claim_failures.append(StoreUnavailable("database is locked"))
