@@ -53,8 +53,12 @@ class Settings(KnowledgeSettings):
     debounce_max_seconds: float = Field(default=15.0, ge=0)
     lease_seconds: float = Field(default=60.0, gt=0)
     scheduler_poll_seconds: float = Field(default=2.0, gt=0)
-    scheduler_concurrency: int = Field(default=16, ge=1)
-    client_concurrency: int = Field(default=4, ge=1)
+    # Turns in flight per process: they mostly wait on the network, so memory bounds them, not CPU.
+    scheduler_concurrency: int = Field(default=256, ge=1)
+    # A hard cap on one client's turns per process, if the operator wants one; unset: a fair share under contention.
+    client_concurrency: int | None = Field(default=None, ge=1)
+    # Calls in flight to one model endpoint at most; the limiter starts here and adapts to 429s. Unset: as above.
+    llm_concurrency: int | None = Field(default=None, ge=1)
     housekeeping_seconds: float = Field(default=30.0, gt=0)
     # false in web processes when a separate `worker` process (Procfile) answers the conversations.
     run_scheduler: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +27,8 @@ from core.conversation.scheduler import Scheduler, new_owner_id
 from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
 from core.llm.bounds import TurnBounds
+from core.llm.concurrency import AdaptiveLimiter
+from core.llm.ratelimit import ModelEndpoints
 from core.llm.transcription import OpenAITranscriber
 from core.storage.base import Store
 from core.storage.postgres import PostgresStore
@@ -67,7 +69,8 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore(settings.sqlite_path)
 
 
-def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, AsyncOpenAI | None]:
+def build_agent(settings: Settings, toolbox: ServiceToolbox, clock: Clock,
+                limiter: AdaptiveLimiter | None = None) -> tuple[Agent, AsyncOpenAI | None]:
     """The OpenAI agent when a key is set, else the offline responder (knowledge answers, else offline message)."""
     if settings.openai_api_key is None:
         log.warning("llm.offline", extra={"detail": "OPENAI_API_KEY is not set: clients answer from their knowledge "
@@ -77,7 +80,7 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, Asy
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
         timeout=settings.openai_timeout_seconds,
-        max_retries=0,  # our retries (tenacity) own the backoff and the deadline
+        max_retries=0,  # our retries own the backoff and the deadline; a 429 must reach the limiter, not be hidden
     )
     retry = RetryPolicy(attempts=settings.llm_retry_attempts, base_seconds=settings.llm_retry_base_seconds,
                         max_wait_seconds=max(settings.llm_retry_base_seconds, 20.0),
@@ -88,8 +91,26 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox) -> tuple[Agent, Asy
                         reply_characters=settings.max_reply_characters,
                         records_per_conversation_per_day=settings.max_records_per_conversation_per_day)
     agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds, bounds=bounds,
-                        history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox)
+                        history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox,
+                        limiter=limiter, clock=clock)
     return agent, openai
+
+
+def model_limiter(settings: Settings, endpoints: ModelEndpoints) -> AdaptiveLimiter | None:
+    """The limiter of the model endpoint every client calls (OPENAI_BASE_URL with OPENAI_API_KEY); None offline."""
+    if settings.openai_api_key is None:
+        return None
+    return endpoints.limiter(settings.openai_base_url, settings.openai_api_key.get_secret_value())
+
+
+def held_back(registry: ClientRegistry, limiter: AdaptiveLimiter | None) -> Callable[[], Collection[str]]:
+    """Clients whose turns would only queue for their model endpoint now: they stay in the store meanwhile."""
+    names = [client.name for client in registry]
+
+    def clients() -> Collection[str]:
+        return names if limiter is not None and limiter.saturated else ()
+
+    return clients
 
 
 def open_media_archive(settings: Settings) -> MediaArchive:
@@ -121,14 +142,18 @@ async def run_services(settings: Settings, registry: ClientRegistry,
     archive = open_media_archive(settings)
     async with httpx.AsyncClient(timeout=settings.whatsapp_timeout_seconds) as http:
         toolbox = ServiceToolbox(store, retriever, clock, top_k=settings.knowledge_top_k)
-        agent, openai = build_agent(settings, toolbox)
+        endpoints = ModelEndpoints(settings.llm_concurrency or settings.scheduler_concurrency, clock,
+                                   base_pause_seconds=settings.llm_retry_base_seconds)
+        limiter = model_limiter(settings, endpoints)
+        agent, openai = build_agent(settings, toolbox, clock, limiter)
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
                       pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
         outbox = Outbox(store, pacer, RetryPolicy(attempts=settings.whatsapp_retry_attempts,
                                                   base_seconds=settings.whatsapp_retry_base_seconds,
                                                   max_wait_seconds=30.0, deadline_seconds=90.0), clock)
-        transcriber = OpenAITranscriber(openai, settings.openai_transcription_model) if openai else None
+        transcriber = (OpenAITranscriber(openai, settings.openai_transcription_model, limiter, clock)
+                       if openai else None)
         media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
         timing = ProcessorTiming(lease_seconds=settings.lease_seconds, retry_seconds=settings.lease_seconds,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
@@ -138,9 +163,11 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick)
         scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
-                              client_concurrency=settings.client_concurrency,
+                              client_cap=settings.client_concurrency, held_back=held_back(registry, limiter),
                               housekeeping=partial(release_idle_takeovers, store, registry, clock),
                               housekeeping_seconds=settings.housekeeping_seconds, effects=effects.kick, owner=owner)
+        if limiter is not None:
+            limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
         if settings.run_scheduler:
             scheduler.start()
         else:

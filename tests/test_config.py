@@ -138,6 +138,9 @@ class TestGlobalVariables:
             ("WHATSAPP_SEND_MODE", "sometimes"),
             ("WEBHOOK_MAX_BODY_BYTES", "10"),
             ("SCHEDULER_CONCURRENCY", "0"),
+            ("CLIENT_CONCURRENCY", "0"),
+            ("CLIENT_CONCURRENCY", "four"),
+            ("LLM_CONCURRENCY", "-2"),
             ("OPENAI_TIMEOUT_SECONDS", "soon"),
             ("MAX_TOOL_ROUNDS", "0"),
         ],
@@ -319,3 +322,16 @@ class TestStaffEmailSettings:
         registry = load_registry(discover(settings.clients_package), settings, None)
         smtp = registry.get("emprendemy").settings.smtp_config()
         assert smtp.recipients == ("ventas@example.com", "dueño@example.com")
+
+
+class TestConcurrencyDefaults:
+    def test_a_campaign_burst_of_one_client_is_not_capped_by_default(self, monkeypatch):
+        for name in ("SCHEDULER_CONCURRENCY", "CLIENT_CONCURRENCY", "LLM_CONCURRENCY"):
+            monkeypatch.delenv(name, raising=False)
+        settings = load_settings(_env_file=None)
+        assert settings.scheduler_concurrency >= 200  # 200 people answering a campaign at once all start
+        assert settings.client_concurrency is None and settings.llm_concurrency is None
+
+    def test_a_blank_client_concurrency_means_no_cap(self, monkeypatch):
+        monkeypatch.setenv("CLIENT_CONCURRENCY", "")
+        assert load_settings(_env_file=None).client_concurrency is None

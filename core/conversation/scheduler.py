@@ -8,7 +8,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 from core.storage.base import Store
@@ -24,10 +24,17 @@ def new_owner_id() -> str:
 
 
 class Scheduler:
-    """Wakes on a nudge, at the next due time, or every poll interval; runs up to `concurrency` turns at once."""
+    """Wakes on a nudge, at the next due time, or every poll interval; runs up to `concurrency` turns at once.
+
+    Slots are shared fairly only under contention: while every client with due conversations can have what it
+    needs, it does (a client alone may use every slot); when they cannot all, each gets a fair share of the slots
+    (slots / clients), and what a share leaves unused goes to whoever still has work. `client_cap`, when set, is a
+    hard cap per client; `held_back` names clients whose turns would only queue now (their model endpoint is
+    saturated): theirs stay in the store for a later pass or another process."""
 
     def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], clock: Clock, *, lease_seconds: float,
-                 poll_seconds: float, concurrency: int, client_concurrency: int,
+                 poll_seconds: float, concurrency: int, client_cap: int | None = None,
+                 held_back: Callable[[], Collection[str]] | None = None,
                  housekeeping: Callable[[], Awaitable[None]] | None = None, housekeeping_seconds: float = 30.0,
                  effects: Callable[[], None] | None = None, owner: str | None = None) -> None:
         self._store = store
@@ -36,7 +43,8 @@ class Scheduler:
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_seconds
         self._concurrency = concurrency
-        self._client_concurrency = client_concurrency
+        self._client_cap = client_cap
+        self._held_back = held_back
         self._housekeeping = housekeeping
         self._housekeeping_seconds = housekeeping_seconds
         self._housekeeping_due = 0.0
@@ -48,6 +56,11 @@ class Scheduler:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[asyncio.Task[None], str] = {}
+
+    @property
+    def running(self) -> int:
+        """Turns in flight in this process."""
+        return len(self._running)
 
     def nudge(self, due_at: datetime | None = None) -> None:
         """Something may be due sooner than planned (a new message): look again, unless already waking by then."""
@@ -99,23 +112,57 @@ class Scheduler:
             await self._housekeeping()
 
     async def _claim_and_start(self) -> None:
+        """One turn per waiting client below the share it would have if one more waited; then each up to its fair
+        share among the clients now known; then, if slots are still free, anyone's. A few claims per pass."""
+        if self._concurrency - len(self._running) <= 0:
+            return
+        counts = Counter(self._running.values())
+        blocked = set(self._held_back() if self._held_back is not None else ())
+        # 1. Others first: without it, the client holding every slot would take each freed one (its work is due first).
+        share = max(1, self._concurrency // (len(counts) + 1))
+        over = {client for client, count in counts.items() if count >= share}
+        leased, _ = await self._claim(counts, blocked | over, per_client=1, share=share)
+        if not leased and not over - blocked:
+            return  # nothing due for anyone who could start
+        # 2. The fair share among the clients known to want slots (round 1 found every waiting client not over it).
+        #    A claim is capped per client, not counting running turns: one over the share is given back, and the
+        #    round is repeated so that the slot goes to a client still below it.
+        share = max(1, self._concurrency // len(counts)) if counts else self._concurrency
+        room = min(share, self._client_cap or share)
+        while below := [count for client, count in counts.items() if count < room and client not in blocked]:
+            at_share = {client for client, count in counts.items() if count >= share}
+            _, given_back = await self._claim(counts, blocked | at_share, per_client=share - min(below), share=share)
+            if not given_back:
+                break  # each client below the share got it, or has nothing more due, or the slots are full
+        # 3. Slots the shares leave unused go to clients that have used theirs and may have more due.
+        if any(count >= share for client, count in counts.items() if client not in blocked):
+            await self._claim(counts, blocked, per_client=None, share=None)
+
+    async def _claim(self, counts: Counter[str], exclude: set[str], *, per_client: int | None,
+                     share: int | None) -> tuple[int, int]:
+        """Claim up to the free slots and start each claim within `share` and the cap (the others are given back);
+        returns how many the store leased and how many were given back."""
         free = self._concurrency - len(self._running)
         if free <= 0:
-            return
-        # A client whose turns are slow (its model or tools hang) may not take every slot from the others.
-        counts = Counter(self._running.values())
-        busy = [client for client, count in counts.items() if count >= self._client_concurrency]
-        claims = await self._store.claim_due(self.owner, self._clock.now(), self._lease_seconds, free, busy,
-                                             self._client_concurrency)
+            return 0, 0
+        if self._client_cap is not None:
+            exclude = exclude | {client for client, count in counts.items() if count >= self._client_cap}
+        caps = [limit for limit in (per_client, self._client_cap) if limit is not None]
+        claims = await self._store.claim_due(self.owner, self._clock.now(), self._lease_seconds, free, sorted(exclude),
+                                             min([free, *caps]))
+        limit = min(share or self._concurrency, self._client_cap or self._concurrency)
+        given_back = 0
         for claim in claims:
             client = claim.conversation.client
-            if counts[client] >= self._client_concurrency:
-                await self._store.release(claim, retry_at=None)  # over this client's share; another pass takes it
+            if counts[client] >= limit:
+                await self._store.release(claim, retry_at=None)  # over this client's share; a later pass takes it
+                given_back += 1
                 continue
             counts[client] += 1
             task = asyncio.create_task(self._process(claim), name=f"conversation-{claim.conversation.id}")
-            self._running[task] = claim.conversation.client
+            self._running[task] = client
             task.add_done_callback(self._finished)
+        return len(claims), given_back
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
@@ -128,5 +175,6 @@ class Scheduler:
         if due is None:
             return self._poll_seconds
         wait = (due - self._clock.now()).total_seconds()
-        # Already due yet not claimed: its client has its share running; a finishing turn wakes us.
+        # Already due yet not claimed: its client has its share running or its model endpoint is saturated; a
+        # finishing turn, or the endpoint's limiter, wakes us.
         return min(wait, self._poll_seconds) if wait > 0 else self._poll_seconds

@@ -11,11 +11,14 @@ import openai
 from openai import AsyncOpenAI
 
 from core.clients import Client
+from core.clock import Clock, SystemClock
 from core.knowledge.base import Retriever
 from core.knowledge.tool import best_answer
 from core.llm.history import chat_messages
 from core.llm.instructions import ClassifiedPrompts
 from core.llm.bounds import TurnBounds, cut_reply
+from core.llm.concurrency import AdaptiveLimiter
+from core.llm.ratelimit import call_limited
 from core.llm.tools import ToolContext, Toolbox
 from core.retry import RetryPolicy
 from core.storage.records import Conversation, Intent, NewMessage, StoredMessage
@@ -91,8 +94,11 @@ class OpenAIAgent:
     """Chat Completions with the client's instructions and tools, looping over tool calls up to a bound."""
 
     def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: RetryPolicy,
-                 toolbox: Toolbox | None = None, bounds: TurnBounds = TurnBounds()) -> None:
+                 toolbox: Toolbox | None = None, bounds: TurnBounds = TurnBounds(),
+                 limiter: AdaptiveLimiter | None = None, clock: Clock | None = None) -> None:
         self._openai = client
+        self._limiter = limiter  # the endpoint's: 429s lower how many calls are in flight, successes raise it
+        self._clock = clock or SystemClock()
         self._bounds = bounds
         self._max_tool_rounds = max_tool_rounds
         self._history_budget = history_budget
@@ -172,17 +178,25 @@ class OpenAIAgent:
 
     async def _complete(self, turn: Turn, usage: _Usage, **request: Any) -> Any:
         """One model call, retried on transient failures within the deadline."""
-        async for attempt in self._retry.retrying(lambda error: isinstance(error, TRANSIENT)):
+        async for attempt in self._retry.retrying(lambda error: isinstance(error, TRANSIENT), paced=self._paced):
             with attempt:
                 number = attempt.retry_state.attempt_number
                 if number > 1:
                     log.warning("llm.retry", extra={"client": turn.client.name, "conversation": turn.conversation.id,
                                                     "attempt": number})
-                completion = await self._openai.chat.completions.create(**request)
+                if self._limiter is None:
+                    completion = await self._openai.chat.completions.create(**request)
+                else:
+                    completion = await call_limited(self._limiter, self._clock,
+                                                    lambda: self._openai.chat.completions.create(**request))
         if completion.usage:
             usage.prompt += completion.usage.prompt_tokens
             usage.completion += completion.usage.completion_tokens
         return completion.choices[0].message
+
+    def _paced(self, error: BaseException) -> bool:
+        """A 429 waits in the limiter (the provider's reset), so it is retried at once and spends no attempt."""
+        return self._limiter is not None and isinstance(error, openai.RateLimitError)
 
     async def _classify(self, turn: Turn, instructions: ClassifiedPrompts, conversation: list[dict[str, Any]],
                         usage: _Usage) -> str:

@@ -24,6 +24,7 @@ class Reply:
     content: str | None = None
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # with an error status: e.g. {"retry-after": "1"}
 
 
 def echo(body: dict[str, Any]) -> Reply:
@@ -61,6 +62,14 @@ class FakeOpenAI:
         self.transcript = "hola, quería consultar por un curso"
         self.latency_seconds = 0.0  # how long the "model" takes per answer (benchmarks set a realistic one)
         self.transcriptions: list[dict[str, Any]] = []
+        # A provider's rate limit, answered at once (before the gate) with 429 and `retry_after` as Retry-After
+        # (none when None): the next `refuse_next` completions, and any arriving while `capacity` are being
+        # answered. `in_flight` counts the accepted ones being answered; `refused` counts the 429s.
+        self.refuse_next = 0
+        self.capacity: int | None = None
+        self.retry_after: str | None = "0"
+        self.in_flight = 0
+        self.refused = 0
         # While cleared, chat completions wait (up to a minute): lets a test act while the model "thinks".
         self.gate = threading.Event()
         self.gate.set()
@@ -89,17 +98,33 @@ class FakeOpenAI:
             self.classifier_requests.append(body)
             return self._completion(body, Reply(content=self.category))
         with self._lock:
+            if self.refuse_next or (self.capacity is not None and self.in_flight >= self.capacity):
+                self.refuse_next = max(0, self.refuse_next - 1)
+                self.refused += 1
+                headers = {"retry-after": self.retry_after} if self.retry_after is not None else {}
+                return self._error(Reply(status=429, headers=headers))
+            self.in_flight += 1
             self.requests.append(body)
             self.auth.append(request.headers.get("authorization", ""))
             reply = self._script.pop(0) if self._script else None
-        if not self.gate.is_set():
-            await asyncio.to_thread(self.gate.wait, 60)
-        if self.latency_seconds:
-            await asyncio.sleep(self.latency_seconds)
+        try:
+            if not self.gate.is_set():
+                await asyncio.to_thread(self.gate.wait, 60)
+            if self.latency_seconds:
+                await asyncio.sleep(self.latency_seconds)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         reply = reply or self.respond(body)
         if reply.status != 200:
-            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=reply.status)
+            return self._error(reply)
         return self._completion(body, reply)
+
+    @staticmethod
+    def _error(reply: Reply) -> JSONResponse:
+        kind = "rate_limit_exceeded" if reply.status == 429 else "server_error"
+        return JSONResponse({"error": {"message": "scripted failure", "type": kind}}, status_code=reply.status,
+                            headers=reply.headers)
 
     def _completion(self, body: dict[str, Any], reply: Reply) -> JSONResponse:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}

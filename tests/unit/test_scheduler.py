@@ -56,7 +56,7 @@ class Turns:
 
 
 def make_scheduler(store: MemoryStore, turns: Turns, clock: ManualClock, **options: Any) -> Scheduler:
-    settings: dict[str, Any] = {"lease_seconds": 60, "poll_seconds": 30, "concurrency": 4, "client_concurrency": 2,
+    settings: dict[str, Any] = {"lease_seconds": 60, "poll_seconds": 30, "concurrency": 4, "client_cap": None,
                                 "owner": "unit", **options}
     return Scheduler(store, turns, clock, **settings)
 
@@ -104,7 +104,7 @@ class TestClaiming:
     async def test_never_more_turns_at_once_than_the_concurrency(self, store: MemoryStore, clock: ManualClock) -> None:
         due(store, 5)
         turns = Turns(store, gate_open=False)
-        async with running(make_scheduler(store, turns, clock, concurrency=2, client_concurrency=5)) as scheduler:
+        async with running(make_scheduler(store, turns, clock, concurrency=2, client_cap=5)) as scheduler:
             await eventually(lambda: len(turns.started) == 2)
             scheduler.nudge()  # a pass while every slot is busy
             await settle()
@@ -117,7 +117,7 @@ class TestClaiming:
         slow = due(store, 4, client="slow", at=T0 - timedelta(seconds=10))  # due first
         [other] = due(store, 1, client="other")
         turns = Turns(store, gate_open=False)
-        async with running(make_scheduler(store, turns, clock, concurrency=3, client_concurrency=2)):
+        async with running(make_scheduler(store, turns, clock, concurrency=3, client_cap=2)):
             await eventually(lambda: other in turns.started)
             await settle()
             assert turns.running == {"slow": 2, "other": 1}
@@ -126,24 +126,57 @@ class TestClaiming:
             await eventually(lambda: len(turns.finished) == 5)
         assert turns.most_by_client["slow"] == 2
 
-    async def test_a_claim_over_the_clients_share_is_given_back_then_answered(self, store: MemoryStore,
-                                                                              clock: ManualClock) -> None:
+    async def test_a_client_at_its_cap_leaves_the_rest_due_in_the_store(self, store: MemoryStore,
+                                                                          clock: ManualClock) -> None:
         [first] = due(store, 1)
         turns = Turns(store, gate_open=False)
-        async with running(make_scheduler(store, turns, clock, concurrency=4, client_concurrency=2)) as scheduler:
+        async with running(make_scheduler(store, turns, clock, concurrency=4, client_cap=2)) as scheduler:
             await eventually(lambda: turns.started == [first])
-            # Two more arrive: the store caps each claim at the share, not counting running turns, so it leases both.
             second, third = due(store, 2)
             scheduler.nudge()
             await eventually(lambda: len(turns.started) == 2)
             await settle()
-            assert turns.running["demo"] == 2
-            [(released, retry_at)] = store.releases
-            assert released in (second, third) and retry_at is None
-            assert not store.is_leased(released) and store.conversations[released].due_at == T0  # still due
+            assert turns.running["demo"] == 2  # two slots stay free: the operator's cap, not the slots, decides
+            [waiting] = {second, third} - set(turns.started)
+            assert not store.is_leased(waiting) and store.conversations[waiting].due_at == T0  # still due
             turns.gate.set()
             await eventually(lambda: sorted(turns.finished) == [first, second, third])
         assert turns.most_by_client["demo"] == 2
+
+    async def test_a_claim_over_the_fair_share_is_given_back_and_the_slot_goes_to_a_client_below_it(
+            self, store: MemoryStore, clock: ManualClock) -> None:
+        busy = due(store, 3, client="busy", at=T0 - timedelta(seconds=10))
+        [quiet] = due(store, 1, client="quiet")
+        turns = Turns(store, gate_open=False)
+        async with running(make_scheduler(store, turns, clock, concurrency=8)) as scheduler:
+            await eventually(lambda: len(turns.started) == 4)
+            # Both now have more due, "busy" first. The fair share is 4 each; the store caps a claim per client, not
+            # counting running turns, so it leases "busy" more than its share: that one is given back, still due.
+            due(store, 5, client="busy", at=T0 - timedelta(seconds=30))
+            due(store, 5, client="quiet", at=T0 - timedelta(seconds=20))
+            scheduler.nudge()
+            await eventually(lambda: len(turns.started) == 8)
+            await settle()
+            assert turns.running == {"busy": 4, "quiet": 4}
+            assert store.releases and all(retry_at is None for _, retry_at in store.releases)
+            turns.gate.set()
+            await eventually(lambda: len(turns.finished) == 14)
+        assert sorted(turns.started) == sorted(store.conversations)  # each answered once
+        assert busy[0] in turns.started and quiet in turns.started
+
+    async def test_clients_held_back_stay_due_in_the_store_until_their_endpoint_has_room(
+            self, store: MemoryStore, clock: ManualClock) -> None:
+        [held] = due(store, 1, client="held")
+        [free] = due(store, 1, client="free")
+        saturated = {"held"}
+        turns = Turns(store)
+        async with running(make_scheduler(store, turns, clock, held_back=lambda: saturated)) as scheduler:
+            await eventually(lambda: turns.finished == [free])
+            await asleep(store)
+            assert held not in turns.started and not store.is_leased(held)  # left for another process or pass
+            saturated.clear()
+            scheduler.nudge()  # what the endpoint's limiter does when it has room again
+            await eventually(lambda: turns.finished == [free, held])
 
     async def test_a_store_failure_is_retried_after_the_poll_interval(self, store: MemoryStore,
                                                                       clock: ManualClock) -> None:
