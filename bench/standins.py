@@ -1,0 +1,130 @@
+"""The Graph API and OpenAI stand-ins in a process of their own, so a benchmark's figures are the server's.
+
+Run as `python -m bench.standins --port N`: one uvicorn process serves tests/fakes' FakeGraph under /graph and
+FakeOpenAI under /openai, plus /bench/* to set the model latency and read back what reached them. Times are
+time.monotonic() of this process: CLOCK_MONOTONIC, the same clock in every process of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from tests.fakes.graph import FakeGraph
+from tests.fakes.openai import FakeOpenAI
+from tests.processes import ROOT, free_port
+from tests.support import wait_for
+
+
+def build_app() -> Starlette:
+    graph, llm = FakeGraph(), FakeOpenAI()
+
+    async def latency(request: Request) -> JSONResponse:
+        llm.latency_seconds = float((await request.json())["seconds"])
+        return JSONResponse({"seconds": llm.latency_seconds})
+
+    async def reset(request: Request) -> JSONResponse:
+        graph.calls.clear()
+        llm.requests.clear()
+        llm.classifier_requests.clear()
+        return JSONResponse({"ok": True})
+
+    async def record(request: Request) -> JSONResponse:
+        return JSONResponse({"texts": [[call.body["to"], call.received_at] for call in graph.texts()],
+                             "graph_calls": len(graph.calls), "model_calls": len(llm.requests),
+                             "classifier_calls": len(llm.classifier_requests)})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[
+        Route("/bench/latency", latency, methods=["POST"]),
+        Route("/bench/reset", reset, methods=["POST"]),
+        Route("/bench/record", record),
+        Route("/health", health),
+        Mount("/graph", app=graph.app),
+        Mount("/openai", app=llm.app),
+    ])
+
+
+@dataclass(frozen=True)
+class Record:
+    """What reached the stand-ins: each text sent (recipient, monotonic time) and the model calls."""
+
+    texts: list[tuple[str, float]]
+    graph_calls: int
+    model_calls: int
+    classifier_calls: int
+
+
+@dataclass(frozen=True)
+class StandIns:
+    url: str
+
+    @property
+    def graph_url(self) -> str:
+        return self.url + "/graph"
+
+    @property
+    def openai_url(self) -> str:
+        return self.url + "/openai/v1"
+
+    def set_latency(self, seconds: float) -> None:
+        httpx.post(self.url + "/bench/latency", json={"seconds": seconds}, timeout=10).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(self.url + "/bench/reset", timeout=10).raise_for_status()
+
+    def record(self) -> Record:
+        data: dict[str, Any] = httpx.get(self.url + "/bench/record", timeout=30).json()
+        return Record([(to, at) for to, at in data["texts"]], data["graph_calls"], data["model_calls"],
+                      data["classifier_calls"])
+
+
+@contextmanager
+def standins_process() -> Iterator[StandIns]:
+    """Start the stand-ins' process on a free port; stop it when the block ends."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.standins", "--port", str(port)], cwd=ROOT)
+    standins = StandIns(f"http://127.0.0.1:{port}")
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the stand-ins exited with {process.returncode}")
+        try:
+            return httpx.get(standins.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, interval=0.05, what="the stand-ins to answer /health")
+        yield standins
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(build_app(), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
