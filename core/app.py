@@ -18,7 +18,7 @@ from core.config import Settings, load_settings
 from core.health import router as health_router
 from core.logs import configure_logging
 from core.services import run_services
-from core.webhook.router import router as webhook_router
+from core.webhook.router import add_routes as add_webhook_routes
 
 log = logging.getLogger("core.app")
 
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     docs = {} if settings.api_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(title="WhatsApp bot server", version="1", lifespan=lifespan, **docs)
     add_error_handlers(app)
-    app.include_router(webhook_router)
+    add_webhook_routes(app)
     app.include_router(health_router)
     app.include_router(sandbox_router)
     ClientApps().mount_all(app, registry)

@@ -8,9 +8,10 @@ import logging
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
+from starlette import routing
 
 from core.clients import Route
 from core.services import Services, ServicesDep
@@ -23,6 +24,11 @@ log = logging.getLogger("core.webhook")
 
 router = APIRouter()
 
+
+def add_routes(app: FastAPI) -> None:
+    """POST /webhook first of all the app's routes, so no other is tried before it; GET /webhook beside it."""
+    app.router.routes.insert(0, routing.Route("/webhook", receive, methods=["POST"], name="receive_webhook"))
+    app.include_router(router)
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -49,9 +55,12 @@ async def verify(
     return PlainTextResponse(challenge)
 
 
-@router.post("/webhook")
-async def receive(request: Request, services: ServicesDep) -> JSONResponse:
-    """Verify, store and acknowledge; no LLM or Graph API call happens before the 200."""
+async def receive(request: Request) -> JSONResponse:
+    """POST /webhook: verify, store and acknowledge; no LLM or Graph API call happens before the 200.
+
+    A plain Starlette route (see add_routes): FastAPI's request handling and dependency solving cost more CPU
+    than the rest of an acknowledgement outside the store, and this endpoint uses none of it."""
+    services: Services = request.state.services
     limit = services.settings.webhook_max_body_bytes
     body = await _read_limited(request, limit)
     if body is None:
@@ -148,26 +157,35 @@ async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int
     stored = 0
     earliest_due = None
     now = services.clock.now()
+    # A line per message or status is DEBUG: at INFO, formatting and writing it cost about as much CPU as the rest
+    # of the acknowledgement outside the store, and a broadcast's statuses come by the ten thousand.
+    each = log.isEnabledFor(logging.DEBUG)
     for event, route in routed:
         client = route.client
         if client is None:
             continue
-        fields = {"client": client.name, "waba_id": event.waba_id}
         if isinstance(event, InboundMessage):
             result = await services.store.record_inbound(client.name, event, client.debounce, now)
             stored += result.is_new
             if result.is_new and result.due_at is not None:
                 earliest_due = min(earliest_due or result.due_at, result.due_at)
-            log.info("webhook.message" if result.is_new else "webhook.duplicate",
-                     extra={**fields, "conversation": result.conversation_id, "wamid": event.wamid, "type": event.type})
+            if each:
+                log.debug("webhook.message" if result.is_new else "webhook.duplicate",
+                          extra={"client": client.name, "waba_id": event.waba_id, "wamid": event.wamid,
+                                 "conversation": result.conversation_id, "type": event.type})
         elif isinstance(event, StatusUpdate):
             known = await services.store.record_status(client.name, event, now)
-            log.info("webhook.status", extra={**fields, "wamid": event.wamid, "status": event.status, "known": known,
-                                              **({"errors": event.errors} if event.errors else {})})
-        elif isinstance(event, OtherChange):
-            log.info("webhook.other_change", extra={**fields, "field": event.field})
+            if event.errors:  # a reply that did not reach the person: an operator wants to see it at INFO
+                log.info("webhook.status", extra={"client": client.name, "waba_id": event.waba_id, "wamid": event.wamid,
+                                                  "status": event.status, "known": known, "errors": event.errors})
+            elif each:
+                log.debug("webhook.status", extra={"client": client.name, "waba_id": event.waba_id,
+                                                   "wamid": event.wamid, "status": event.status, "known": known})
+        elif isinstance(event, OtherChange):  # templates, quality, account updates: rare, and an operator's news
+            log.info("webhook.other_change", extra={"client": client.name, "waba_id": event.waba_id, "field": event.field})
         elif isinstance(event, Malformed):
-            log.warning("webhook.malformed", extra={**fields, "field": event.field, "detail": event.detail})
+            log.warning("webhook.malformed", extra={"client": client.name, "waba_id": event.waba_id,
+                                                    "field": event.field, "detail": event.detail})
     if earliest_due is not None:
         services.scheduler.nudge(earliest_due)
     return stored
