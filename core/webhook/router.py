@@ -16,7 +16,8 @@ from starlette import routing
 from core.clients import Route
 from core.services import Services, ServicesDep
 from core.storage.base import StoreUnavailable
-from core.webhook.events import Event, InboundMessage, Malformed, OtherChange, StatusUpdate, parse_events
+from core.webhook.events import (Event, InboundMessage, Malformed, OtherChange, StatusUpdate, needs_cleaning,
+                                 parse_events)
 from core.webhook.payloads import WebhookPayload
 from core.webhook.signature import matching_secret
 
@@ -88,7 +89,7 @@ async def receive(request: Request) -> JSONResponse:
     if payload.object != "whatsapp_business_account":
         log.warning("webhook.unexpected_object", extra={"object": payload.object})
         return JSONResponse({"status": "ignored"})
-    routed = _route(services, parse_events(payload))
+    routed = _route(services, parse_events(payload, clean=needs_cleaning(body)))
     for event, route in routed:
         if route.sandbox and (signer is None or signer != services.sandbox_secret):
             log.warning("webhook.bad_sandbox_signature", extra={"client": route.client.name if route.client else None})

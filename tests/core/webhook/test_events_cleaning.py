@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.webhook.events import MAX_PAYLOAD_DEPTH, TOO_DEEP, InboundMessage, OtherChange, StatusUpdate, parse_events
+import pytest
+
+from core.webhook.events import (MAX_PAYLOAD_DEPTH, TOO_DEEP, InboundMessage, OtherChange, StatusUpdate, needs_cleaning,
+                                 parse_events)
 from core.webhook.payloads import WebhookPayload
 from tests.support import load_delivery
 
@@ -86,3 +89,43 @@ class TestDepth:
         [event] = events_from_json(document)
 
         assert event.payload == message
+
+
+def text_body(body: str) -> str:
+    """A recorded text delivery as JSON text whose message reads `body`, written into the text as it is."""
+    document = load_delivery("text.json", WABA_ID, PHONE_NUMBER_ID)
+    document["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "@BODY@"
+    return json.dumps(document).replace("@BODY@", body)
+
+
+class TestWhatTheWebhookSkips:
+    """The webhook cleans only bodies needs_cleaning() points at: every way in must be pointed at."""
+
+    @pytest.mark.parametrize("raw", [
+        text_body(r"a\u0000b"), text_body(r"a\ud800b"), text_body(r"a\uDC80b"), text_body(r"\uDbFf"),
+        # json decodes with surrogatepass: a surrogate written in UTF-8, or in UTF-16, needs no escape.
+        text_body("a\ud800b").encode("utf-8", "surrogatepass"), text_body("a\ud800b").encode("utf-16", "surrogatepass"),
+        text_body("deep").replace('"type"', '"deep": ' + json.dumps(nested(MAX_PAYLOAD_DEPTH)) + ', "type"'),
+    ], ids=["nul", "surrogate", "upper case", "mixed case", "utf-8 surrogate", "utf-16 surrogate", "deep"])
+    def test_a_body_holding_what_no_store_takes_is_pointed_at(self, raw: str | bytes):
+        body = raw if isinstance(raw, bytes) else raw.encode()
+        payload = WebhookPayload.model_validate(json.loads(body))
+
+        assert parse_events(payload, clean=False) != parse_events(payload)  # skipping would store it as it is
+        assert needs_cleaning(body)
+
+    @pytest.mark.parametrize("name", ["text.json", "status_failed.json", "several_messages.json", "order.json",
+                                      "template_status.json"])
+    def test_recorded_deliveries_need_no_cleaning_and_are_read_the_same_without(self, name: str):
+        body = json.dumps(load_delivery(name, WABA_ID, PHONE_NUMBER_ID)).encode()
+
+        assert not needs_cleaning(body)
+        payload = WebhookPayload.model_validate(json.loads(body))
+        assert parse_events(payload, clean=False) == parse_events(payload)
+
+    def test_escaped_accents_alone_need_no_cleaning(self):
+        body = text_body(r"\u00bfD\u00f3nde est\u00e1n?").encode()
+
+        assert not needs_cleaning(body)
+        [event] = parse_events(WebhookPayload.model_validate(json.loads(body)), clean=False)
+        assert isinstance(event, InboundMessage) and event.text == "¿Dónde están?"
