@@ -44,7 +44,7 @@ async def verify(
     challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
 ) -> PlainTextResponse:
     """Echo the challenge when the verify token is the global one or any client's."""
-    tokens = services.registry.verify_tokens()
+    tokens = set(services.registry.verify_tokens())
     if services.settings.whatsapp_verify_token:
         tokens.add(services.settings.whatsapp_verify_token.get_secret_value())
     known = token is not None and any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
@@ -68,8 +68,8 @@ async def receive(request: Request) -> JSONResponse:
         return _problem(413, f"body larger than {limit} bytes")
     secrets = _accepted_secrets(services)
     header = request.headers.get("x-hub-signature-256")
-    sandbox = {services.sandbox_secret} if services.sandbox_secret else set()
-    signer = matching_secret(body, header, secrets | sandbox) if header else None
+    sandbox = (services.sandbox_secret,) if services.sandbox_secret else ()
+    signer = matching_secret(body, header, (*secrets, *sandbox)) if header else None
     if signer is None and (secrets or not services.settings.allow_unsigned_webhooks):
         reason = "X-Hub-Signature-256 is missing" if not header else "X-Hub-Signature-256 does not match"
         if not secrets:
@@ -135,10 +135,10 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _accepted_secrets(services: Services) -> set[str]:
+def _accepted_secrets(services: Services) -> frozenset[str]:
     secrets = services.registry.app_secrets()
     if services.settings.meta_app_secret:
-        secrets.add(services.settings.meta_app_secret.get_secret_value())
+        return secrets | {services.settings.meta_app_secret.get_secret_value()}
     return secrets
 
 
