@@ -9,7 +9,7 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette import routing
 
@@ -56,7 +56,7 @@ async def verify(
     return PlainTextResponse(challenge)
 
 
-async def receive(request: Request) -> JSONResponse:
+async def receive(request: Request) -> Response:
     """POST /webhook: verify, store and acknowledge; no LLM or Graph API call happens before the 200.
 
     A plain Starlette route (see add_routes): FastAPI's request handling and dependency solving cost more CPU
@@ -77,7 +77,8 @@ async def receive(request: Request) -> JSONResponse:
         log.warning("webhook.bad_signature", extra={"detail": reason})
         return _problem(401, reason)
     try:
-        document = json.loads(body, parse_constant=_not_a_number, parse_float=_finite_float)
+        # As json.loads reads bytes (UTF-8/16/32, surrogatepass), with one decoder rather than one per call.
+        document = _READER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
         return _problem(400, "body is not JSON")
     if not isinstance(document, dict):
@@ -106,7 +107,8 @@ async def receive(request: Request) -> JSONResponse:
         # Never a 500: Meta retries a 503, and what was stored before the failure is deduplicated on wamid.
         log.exception("webhook.failed", extra={"events": len(routed)})
         return _problem(503, "the delivery could not be recorded; retry later")
-    return JSONResponse({"status": "ok", "stored": stored})
+    # Written out rather than through JSONResponse's json.dumps: always this shape, and ~2 us less a delivery.
+    return Response(b'{"status":"ok","stored":%d}' % stored, media_type="application/json")
 
 
 def _not_a_number(name: str) -> float:
@@ -120,6 +122,10 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise ValueError(f"{text} is beyond a float")
     return value
+
+
+# NaN, Infinity and 1e999 refused; one decoder for every delivery (json.loads with hooks builds one per call).
+_READER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite_float)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
