@@ -23,9 +23,18 @@ SILENT_TYPES = frozenset({"reaction", "system"})
 MAX_PAYLOAD_DEPTH = 32
 TOO_DEEP = f"[nested deeper than {MAX_PAYLOAD_DEPTH} levels]"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# How NUL or a lone surrogate can reach a decoded string: as an escape (\u0000, \ud800-\udfff), as a UTF-8-encoded
-# surrogate (json decodes with surrogatepass), or in a UTF-16/32 body (whose ASCII has NUL bytes).
-_MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed[\xa0-\xbf]")
+# How NUL or a lone surrogate can reach a decoded string: as the escape \u0000; as a high surrogate escape not
+# followed by a low one, or a low one not preceded by a high one (json pairs exactly these, so an emoji's pair is no
+# hit); after an escaped backslash, where what looks like an escape is text; as a UTF-8-encoded surrogate (json
+# decodes with surrogatepass); or in a UTF-16/32 body (whose ASCII has NUL bytes).
+_MAYBE_UNSTORABLE = re.compile(rb"""
+    \\u0000
+  | \\u[dD][89abAB][0-9a-fA-F]{2} (?! \\u[dD][c-fC-F] )
+  | (?<! \\u[dD][89abAB][0-9a-fA-F]{2} ) \\u[dD][c-fC-F]
+  | \\\\
+  | \x00
+  | \xed[\xa0-\xbf]
+""", re.VERBOSE)
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ def needs_cleaning(body: bytes) -> bool:
     """Whether the JSON text `body` may decode to a text clean_text changes or a container clean_json cuts.
 
     False is certain: no NUL or lone surrogate can be written without the bytes looked for, and a body with no more
-    objects and arrays than MAX_PAYLOAD_DEPTH cannot nest deeper. True may be wrong (an emoji's surrogate pair)."""
+    objects and arrays than MAX_PAYLOAD_DEPTH cannot nest deeper. True may be wrong (after an escaped backslash)."""
     return body.count(b"{") + body.count(b"[") > MAX_PAYLOAD_DEPTH or _MAYBE_UNSTORABLE.search(body) is not None
 
 
