@@ -23,17 +23,16 @@ SILENT_TYPES = frozenset({"reaction", "system"})
 MAX_PAYLOAD_DEPTH = 32
 TOO_DEEP = f"[nested deeper than {MAX_PAYLOAD_DEPTH} levels]"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# How NUL or a lone surrogate can reach a decoded string: as the escape \u0000; as a high surrogate escape not
-# followed by a low one, or a low one not preceded by a high one (json pairs exactly these, so an emoji's pair is no
-# hit); after an escaped backslash, where what looks like an escape is text; as a UTF-8-encoded surrogate (json
-# decodes with surrogatepass); or in a UTF-16/32 body (whose ASCII has NUL bytes).
-_MAYBE_UNSTORABLE = re.compile(rb"""
-    \\u0000
-  | \\u[dD][89abAB][0-9a-fA-F]{2} (?! \\u[dD][c-fC-F] )
-  | (?<! \\u[dD][89abAB][0-9a-fA-F]{2} ) \\u[dD][c-fC-F]
-  | \\\\
-  | \x00
-  | \xed[\xa0-\xbf]
+# How NUL or a lone surrogate can reach a decoded string: as a NUL byte (a UTF-16/32 body: its ASCII has them); as a
+# UTF-8-encoded surrogate (json decodes with surrogatepass); or as an escape json leaves unpaired. json pairs a high
+# surrogate escape with the low one right after it and nothing else, so an emoji's pair is no hit. Every escape
+# alternative starts with a backslash, which lets the regex engine skip to backslashes (~1 us a delivery, not ~7).
+_UTF8_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+_UNSTORABLE_ESCAPE = re.compile(rb"""
+    \\ (?: \\                                                        # an escaped backslash: what follows is text
+         | u0000
+         | u[dD][89abAB][0-9a-fA-F]{2} (?! \\u[dD][c-fC-F] )           # a high surrogate no low one follows
+         | (?<! \\u[dD][89abAB][0-9a-fA-F]{2} \\ ) u[dD][c-fC-F] )   # a low surrogate no high one precedes
 """, re.VERBOSE)
 
 
@@ -117,7 +116,8 @@ def needs_cleaning(body: bytes) -> bool:
 
     False is certain: no NUL or lone surrogate can be written without the bytes looked for, and a body with no more
     objects and arrays than MAX_PAYLOAD_DEPTH cannot nest deeper. True may be wrong (after an escaped backslash)."""
-    return body.count(b"{") + body.count(b"[") > MAX_PAYLOAD_DEPTH or _MAYBE_UNSTORABLE.search(body) is not None
+    return (body.count(b"{") + body.count(b"[") > MAX_PAYLOAD_DEPTH or b"\x00" in body
+            or _UTF8_SURROGATE.search(body) is not None or _UNSTORABLE_ESCAPE.search(body) is not None)
 
 
 def clean_text(text: str) -> str:
