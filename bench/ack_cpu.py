@@ -130,11 +130,13 @@ def bare_app() -> FastAPI:
 
 
 def deliveries(kind: str, count: int) -> list[tuple[bytes, str]]:
-    """`count` distinct signed bodies of one kind: a text message each (its own wamid), or a status report."""
+    """`count` distinct signed bodies of one kind: a text message each (its own wamid), or a status report.
+
+    Written as Meta writes them: non-ASCII as \\uXXXX escapes, an emoji as an escaped surrogate pair."""
     made = []
     for n in range(count):
         if kind == "message":
-            document = text_delivery(WABA_ID, PHONE_NUMBER_ID, f"549115555{n % 1000:04d}", "hola, ¿tienen turnos?",
+            document = text_delivery(WABA_ID, PHONE_NUMBER_ID, f"549115555{n % 1000:04d}", "hola 👋 ¿tienen turnos?",
                                      wamid=f"wamid.ACKCPU{n:08d}")
         else:
             document = load_delivery("status_delivered.json", WABA_ID, PHONE_NUMBER_ID)
@@ -328,13 +330,13 @@ def measure(factory: str, script: Path, args: argparse.Namespace, env: dict[str,
 
 
 def function_of(frame: str) -> str:
-    """`Logger.info (logging/__init__.py:1489)` as `Logger.info __init__.py`: samples of one function together."""
+    """`Logger.info (logging/__init__.py:1489)` as `Logger.info logging/__init__.py`: a function's samples together."""
     name, _, where = frame.partition(" (")
-    return f"{name} {where.rsplit('/', 1)[-1].rsplit(':', 1)[0]}"
+    return f"{name} {where.rsplit(':', 1)[0]}"
 
 
 def top_frames(collapsed: Path, count: int) -> None:
-    """The functions with most samples of their own, then with most samples anywhere on the stack."""
+    """The functions with most samples of their own, then the project's (core/) with most samples in total."""
     own: Counter[str] = Counter()
     anywhere: Counter[str] = Counter()
     total = 0
@@ -353,11 +355,13 @@ def top_frames(collapsed: Path, count: int) -> None:
     if not total:
         print("py-spy took no samples (is ptrace allowed?)")
         return
-    for title, counter in (("own", own), ("total (inclusive)", anywhere)):
-        print(f"\npy-spy, app server, top {count} by {title} samples of {total}:")
-        # Frames on every stack (uvicorn's startup, the event loop) say nothing: left out.
-        for frame, n in [(f, n) for f, n in counter.most_common(count + 20) if n < total][:count]:
-            print(f"{n / total:>7.1%}  {frame}")
+    print(f"\npy-spy, app server, top {count} by own samples of {total}:")
+    for frame, n in own.most_common(count):
+        print(f"{n / total:>7.1%}  {frame}")
+    # Inclusive counts of the server's and framework's wrappers say nothing; the project's own functions do.
+    print(f"\npy-spy, app server, top {count} functions of core/ by samples in total (inclusive) of {total}:")
+    for frame, n in [(f, n) for f, n in anywhere.most_common() if " core/" in f][:count]:
+        print(f"{n / total:>7.1%}  {frame}")
 
 
 def served(args: argparse.Namespace) -> None:
