@@ -215,8 +215,11 @@ class ClientRegistry:
         self._by_phone: dict[str, Client] = {}
         self._by_waba: dict[str, Client] = {}
         self._sandbox: dict[str, Client] = {}
+        # Built once: the registry never changes, and the webhook asks for a route and the secrets on every delivery.
+        self._routes: dict[str, Route] = {}
         for client in clients:
             self._by_name[client.name] = client
+            self._routes[client.name] = Route(client)
             for phone in client.settings.phone_number_ids:
                 other = self._by_phone.setdefault(phone, client)
                 if other is not client:
@@ -229,6 +232,8 @@ class ClientRegistry:
                 other = self._by_waba.setdefault(waba, client)
                 if other is not client:
                     raise ConfigError(f"{client.env_prefix}WABA_IDS: {waba} is already used by client {other.name}")
+        self._app_secrets = frozenset(client.app_secret for client in self if client.app_secret)
+        self._verify_tokens = frozenset(client.verify_token for client in self if client.verify_token)
 
     def __iter__(self):
         return iter(self._by_name.values())
@@ -250,15 +255,15 @@ class ClientRegistry:
                 return Route(None, "unknown phone_number_id")
             if client.waba_ids and waba_id not in client.waba_ids:
                 return Route(None, f"WABA id does not belong to client {client.name}")
-            return Route(client)
+            return self._routes[client.name]
         client = self._by_waba.get(waba_id)
-        return Route(client) if client else Route(None, "unknown WABA id")
+        return self._routes[client.name] if client else Route(None, "unknown WABA id")
 
-    def app_secrets(self) -> set[str]:
-        return {client.app_secret for client in self if client.app_secret}
+    def app_secrets(self) -> frozenset[str]:
+        return self._app_secrets
 
-    def verify_tokens(self) -> set[str]:
-        return {client.verify_token for client in self if client.verify_token}
+    def verify_tokens(self) -> frozenset[str]:
+        return self._verify_tokens
 
 
 def load_registry(specs: Iterable[ClientSpec], settings: Settings, env_file: Path | None) -> ClientRegistry:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from core.logs import KeyValueFormatter
-from tests.conftest import RunningApp
+from tests.conftest import DEMO, RunningApp
+from tests.support import load_delivery, text_delivery
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -105,3 +106,43 @@ def test_a_forged_hub_mode_is_logged_on_one_line(live_app: RunningApp, caplog: p
     assert written.splitlines() == [written]
     assert written.endswith(
         r"webhook.verification_refused mode='\n2026-01-01\t00:00:00,000\tINFO\tcore.webhook\tforged'")
+
+
+def webhook_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "core.webhook" and r.getMessage() == event]
+
+
+class TestWebhookLines:
+    """A line per message or status is DEBUG (at INFO it cost an acknowledgement as much CPU as the rest of it
+    outside the store); a status with errors, a reply that did not arrive, stays INFO."""
+
+    def test_at_info_messages_and_plain_statuses_write_no_line_and_failed_statuses_do(
+        self, live_app: RunningApp, caplog: pytest.LogCaptureFixture
+    ):
+        assert live_app.settings.log_level == "INFO"
+        stored = live_app.post_webhook(text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550701", "hola"),
+                                       DEMO.secret)
+        delivered = live_app.post_webhook(load_delivery("status_delivered.json", DEMO.waba_id, DEMO.phone_number_id),
+                                          DEMO.secret)
+        failed = live_app.post_webhook(load_delivery("status_failed.json", DEMO.waba_id, DEMO.phone_number_id),
+                                       DEMO.secret)
+
+        assert [stored.json()["stored"], delivered.status_code, failed.status_code] == [1, 200, 200]
+        assert webhook_lines(caplog, "webhook.message") == []
+        [line] = webhook_lines(caplog, "webhook.status")
+        assert (line.levelno, line.status, line.errors[0]["code"]) == (logging.INFO, "failed", 131047)
+
+    def test_at_debug_each_message_and_status_has_its_line(self, start_app: Any, caplog: pytest.LogCaptureFixture):
+        app = start_app(DEMO.env(), log_level="DEBUG")
+        message = text_delivery(DEMO.waba_id, DEMO.phone_number_id, "5491155550702", "hola", wamid="wamid.LOG01")
+
+        app.post_webhook(message, DEMO.secret)
+        app.post_webhook(message, DEMO.secret)
+        app.post_webhook(load_delivery("status_delivered.json", DEMO.waba_id, DEMO.phone_number_id), DEMO.secret)
+
+        [new] = webhook_lines(caplog, "webhook.message")
+        [again] = webhook_lines(caplog, "webhook.duplicate")
+        [status] = webhook_lines(caplog, "webhook.status")
+        assert (new.levelno, new.client, new.wamid, new.type) == (logging.DEBUG, "demo", "wamid.LOG01", "text")
+        assert again.conversation == new.conversation
+        assert (status.levelno, status.status) == (logging.DEBUG, "delivered")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class _Tolerant(BaseModel):
     # Meta adds fields without notice; keep them (extra="allow") so nothing is lost from `payload`.
+    # Empty defaults are factories: a mutable default ([], {}, a model) is deep-copied on every validation.
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
@@ -96,7 +97,7 @@ class ProductItem(_Tolerant):
 class Order(_Tolerant):
     catalog_id: str | None = None
     text: str | None = None
-    product_items: list[ProductItem] = []
+    product_items: list[ProductItem] = Field(default_factory=list)
 
 
 class System(_Tolerant):
@@ -144,7 +145,7 @@ class Message(_Tolerant):
     order: Order | None = None
     system: System | None = None
     referral: Referral | None = None
-    errors: list[GraphError] = []
+    errors: list[GraphError] = Field(default_factory=list)
 
 
 class Pricing(_Tolerant):
@@ -168,31 +169,31 @@ class Status(_Tolerant):
     recipient_user_id: str | None = None
     conversation: StatusConversation | None = None
     pricing: Pricing | None = None
-    errors: list[GraphError] = []
+    errors: list[GraphError] = Field(default_factory=list)
 
 
 class MessagesValue(_Tolerant):
     """The `value` of a change whose field is `messages`."""
 
     messaging_product: str | None = None
-    metadata: Metadata = Metadata()
-    contacts: list[Contact] = []
-    messages: list[Message] = []
-    statuses: list[Status] = []
-    errors: list[GraphError] = []
+    metadata: Metadata = Field(default_factory=Metadata)
+    contacts: list[Contact] = Field(default_factory=list)
+    messages: list[Message] = Field(default_factory=list)
+    statuses: list[Status] = Field(default_factory=list)
+    errors: list[GraphError] = Field(default_factory=list)
 
 
 class Change(_Tolerant):
     field: str = ""
-    value: dict[str, Any] = {}
+    value: dict[str, Any] = Field(default_factory=dict)
 
 
 class Entry(_Tolerant):
     id: str = ""
-    changes: list[Change] = []
+    changes: list[Change] = Field(default_factory=list)
     time: int | None = None
 
 
 class WebhookPayload(_Tolerant):
     object: str = ""
-    entry: list[Entry] = []
+    entry: list[Entry] = Field(default_factory=list)
