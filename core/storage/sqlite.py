@@ -1,9 +1,9 @@
 """The embedded default database: one SQLite file, every statement on one dedicated thread, writes group-committed.
 
 Concurrent writes (a burst of webhook acknowledgements, turns finishing) queue; one writer takes everything queued
-and runs it in ONE transaction, each write inside a savepoint of its own, so a failing write rolls back alone and
-the file is synced once per group instead of once per write. Every caller still returns only after the commit
-that holds its write.
+and runs it in ONE transaction, so the statements' fixed costs and the commit are paid once per group instead of
+once per write. If a write of the group fails, the group is rolled back and each write runs alone, so only a
+failing write fails. Every caller returns only after the commit that holds its write.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import lru_cache
@@ -184,45 +184,39 @@ class SQLiteDatabase:
             _settle(group, outcomes)
 
     def _commit(self, bodies: list[Body[Any]]) -> list[tuple[bool, Any]]:
-        """One transaction for the group, a savepoint for each write; the commit decides for all of them."""
-        db = self._connection()
-        tx = _Tx(db)
-        single = len(bodies) == 1
+        """One transaction for the group; if one write fails, each is run alone, so only a failing one fails."""
+        if len(bodies) > 1:
+            try:
+                return [(True, value) for value in self._transaction(lambda tx: [_complete(body(tx)) for body in bodies],
+                                                                     len(bodies))]
+            except sqlite3.OperationalError as error:  # the file (locked, full): every write of the group fails
+                return [(False, _unavailable(error))] * len(bodies)
+            except Exception:
+                pass
+        return [self._alone(body) for body in bodies]
+
+    def _alone(self, body: Body[Any]) -> tuple[bool, Any]:
         try:
-            # IMMEDIATE takes the write lock up front, so concurrent processes queue instead of deadlocking.
-            db.execute("BEGIN IMMEDIATE")
+            return True, self._transaction(lambda tx: _complete(body(tx)), 1)
         except sqlite3.OperationalError as error:
-            return [(False, _unavailable(error))] * len(bodies)
-        outcomes: list[tuple[bool, Any]] = []
+            return False, _unavailable(error)
+        except Exception as error:
+            return False, error
+
+    def _transaction(self, run: Callable[[_Tx], T], writes: int) -> T:
+        db = self._connection()
+        # IMMEDIATE takes the write lock up front, so concurrent processes queue instead of deadlocking.
+        db.execute("BEGIN IMMEDIATE")
         try:
-            for body in bodies:
-                if not single:
-                    db.execute("SAVEPOINT write")
-                try:
-                    value = _complete(body(tx))
-                except Exception as error:
-                    if not single:
-                        db.execute("ROLLBACK TO write")
-                        db.execute("RELEASE write")
-                    failure = _unavailable(error) if isinstance(error, sqlite3.OperationalError) else error
-                    outcomes.append((False, failure))
-                else:
-                    if not single:
-                        db.execute("RELEASE write")
-                    outcomes.append((True, value))
-            if single and not outcomes[0][0]:
-                db.execute("ROLLBACK")
-                return outcomes
-            db.execute("COMMIT")
-            self.commits += 1
-            self.writes += len(bodies)
-        except BaseException as error:
+            result = run(_Tx(db))
+        except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            if isinstance(error, sqlite3.OperationalError):
-                return [(False, _unavailable(error))] * len(bodies)
             raise
-        return outcomes
+        db.execute("COMMIT")
+        self.commits += 1
+        self.writes += writes
+        return result
 
 
 def _settle(group: list[tuple[Body[Any], asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]]) -> None:
