@@ -73,6 +73,9 @@ class FakeOpenAI:
         # While cleared, chat completions wait (up to a minute): lets a test act while the model "thinks".
         self.gate = threading.Event()
         self.gate.set()
+        # While cleared, 429s wait too: a test can have every refused call arrive before any refusal is answered.
+        self.refusal_gate = threading.Event()
+        self.refusal_gate.set()
         self._script: list[Reply] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -102,11 +105,17 @@ class FakeOpenAI:
                 self.refuse_next = max(0, self.refuse_next - 1)
                 self.refused += 1
                 headers = {"retry-after": self.retry_after} if self.retry_after is not None else {}
-                return self._error(Reply(status=429, headers=headers))
-            self.in_flight += 1
-            self.requests.append(body)
-            self.auth.append(request.headers.get("authorization", ""))
-            reply = self._script.pop(0) if self._script else None
+                refusal: JSONResponse | None = self._error(Reply(status=429, headers=headers))
+            else:
+                refusal = None
+                self.in_flight += 1
+                self.requests.append(body)
+                self.auth.append(request.headers.get("authorization", ""))
+                reply = self._script.pop(0) if self._script else None
+        if refusal is not None:
+            if not self.refusal_gate.is_set():
+                await asyncio.to_thread(self.refusal_gate.wait, 60)
+            return refusal
         try:
             if not self.gate.is_set():
                 await asyncio.to_thread(self.gate.wait, 60)

@@ -199,11 +199,16 @@ class TestModelRateLimits:
                                                   deadline_seconds=30))
             service = Service(store, agent, [DEMO], concurrency=64, endpoints=endpoints)
             llm.refuse_next = 16  # the provider refuses the first 16 calls: 429, Retry-After: 0
+            # ... answered only once all 16 have arrived (else, on a busy machine, a retry could be refused in place
+            # of a late first attempt: a second episode, halving again)
+            llm.refusal_gate.clear()
             llm.gate.clear()  # and holds the calls it accepts until the test lets them go
             first = await service.messages_from("demo", 48)
             async with running(service):
                 service.burst_settled()
-                await eventually(lambda: llm.refused == 16 and llm.in_flight == 8, timeout=10)
+                await eventually(lambda: llm.refused == 16, timeout=10)
+                llm.refusal_gate.set()
+                await eventually(lambda: llm.in_flight == 8, timeout=10)
                 # Halved once for the whole episode (16 → 8), not once per 429; the 40 others wait in the limiter.
                 assert (limiter.allowed, limiter.in_flight, limiter.waiting) == (8, 8, 40)
                 assert limiter.saturated and service.scheduler.running == 48
