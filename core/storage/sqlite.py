@@ -36,10 +36,26 @@ def _translate(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
-def _encode(args: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(iso(value) if isinstance(value, datetime)
-                 else (None if value.value is None else json_text(value.value)) if isinstance(value, Json)
-                 else value for value in args)
+# What sqlite3 binds as it is: most arguments, so the check is one set lookup (this runs for every statement).
+_AS_IS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _encode(args: Sequence[Any]) -> list[Any]:
+    return [value if type(value) in _AS_IS else _convert(value) for value in args]
+
+
+def _convert(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, Json):
+        return None if value.value is None else json_text(value.value)
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _iso(value: datetime) -> str | None:
+    # A turn's or an acknowledgement's `now` is written several times: formatted once.
+    return iso(value)
 
 
 class SQLiteDialect:
