@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,9 @@ from core.whatsapp.formatting import split_message, to_whatsapp
 log = logging.getLogger("core.conversation")
 
 T = TypeVar("T")
+
+# How long a reply waits for its read receipt at most (the Graph call's own timeout normally ends it first).
+RECEIPT_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -148,18 +152,17 @@ class Processor:
             return
         sender = self._senders.for_client(client)
         # Replies stored by a processor that died before sending them go out first, without asking the model again.
-        unsent = await self._store.unsent_replies(conversation.id)
-        if unsent:
+        inputs = await self._store.turn_inputs(conversation.id, self._timing.history_messages)
+        if inputs.unsent:
             log.info("conversation.resending", extra={"client": client.name, "conversation": conversation.id,
-                                                      "parts": len(unsent)})
-            await self._outbox.deliver(client, sender, conversation, unsent)
-        batch = await self._store.pending_batch(conversation.id)
-        if batch:
-            await self._turn(claim, client, sender, batch, spent)
+                                                      "parts": len(inputs.unsent)})
+            await self._outbox.deliver(client, sender, conversation, inputs.unsent)
+        if inputs.batch:
+            await self._turn(claim, client, sender, inputs.batch, inputs.history, spent)
         await self._store.finish_turn(claim, self._clock.now())
 
     async def _turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage],
-                    spent: _Spent) -> None:
+                    history: list[StoredMessage], spent: _Spent) -> None:
         conversation = claim.conversation
         fields = {"client": client.name, "conversation": conversation.id}
         if not is_within_window(conversation.last_inbound_at, self._clock.now()):
@@ -169,10 +172,11 @@ class Processor:
             await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
             return
         batch_id = uuid.uuid4().hex
-        typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid))
+        receipt = asyncio.Event()
+        typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid,
+                                                       receipt))
         try:
             read = await self._media.read(client, sender, batch)
-            history = await self._store.history(conversation.id, self._timing.history_messages)
             turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images, batch_id)
             try:
                 result = await self._agent.run(turn)
@@ -185,6 +189,9 @@ class Processor:
             if not result.reply:
                 log.warning("llm.empty_reply", extra=fields)
                 result = replace(result, reply=client.fallback_message)
+            # The read receipt comes before the reply, even when the answer came first (a model faster than Graph).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(receipt.wait(), timeout=RECEIPT_WAIT_SECONDS)
         finally:
             typing.cancel()
         outbound = await self._reply_parts(client, result)
@@ -231,17 +238,21 @@ class Processor:
                     completion_tokens=(result.completion_tokens - step_completion) if first_of_reply else 0))
         return parts
 
-    async def _keep_typing(self, client: Client, sender: WhatsAppSender, phone_number_id: str, wamid: str | None) -> None:
-        """Mark read with the typing indicator now, and again before Meta hides it (after 25 s)."""
-        if not wamid:
-            return
-        while True:
-            try:
-                await sender.mark_read(phone_number_id, client.access_token, wamid, typing=True)
-            except WhatsAppError as error:  # a missed read receipt must not cost the reply
-                log.warning("whatsapp.mark_read_failed", extra={"client": client.name, "code": error.code,
-                                                                "error": str(error)})
-            await asyncio.sleep(self._timing.typing_refresh_seconds)
+    async def _keep_typing(self, client: Client, sender: WhatsAppSender, phone_number_id: str, wamid: str | None,
+                           receipt: asyncio.Event) -> None:
+        """Mark read with the typing indicator now (`receipt` is set once it was tried), and again before Meta hides
+        it (after 25 s)."""
+        try:
+            while wamid:
+                try:
+                    await sender.mark_read(phone_number_id, client.access_token, wamid, typing=True)
+                except WhatsAppError as error:  # a missed read receipt must not cost the reply
+                    log.warning("whatsapp.mark_read_failed", extra={"client": client.name, "code": error.code,
+                                                                    "error": str(error)})
+                receipt.set()
+                await asyncio.sleep(self._timing.typing_refresh_seconds)
+        finally:
+            receipt.set()
 
 
 def _format(texts: list[str]) -> list[list[str]]:

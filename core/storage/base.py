@@ -16,6 +16,7 @@ from core.storage.records import (
     Mode,
     NewMessage,
     StoredMessage,
+    TurnInputs,
 )
 from core.webhook.events import InboundMessage, StatusUpdate
 
@@ -93,6 +94,10 @@ class TurnStore(ClaimStore, Sends, Protocol):
         conversation taken over by an operator meanwhile gets none (returns []). Intents take effect in the same
         transaction: records are added, a hand-over sets mode `human`, emails enter the effects outbox.
         Raises LeaseLost when the claim no longer holds the conversation."""
+
+    async def turn_inputs(self, conversation_id: int, history_limit: int) -> TurnInputs:
+        """Unsent replies, the pending batch and (when there is one) the last `history_limit` handled messages,
+        in one round trip: what `unsent_replies`, `pending_batch` and `history` would give."""
 
     async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
         """The bot's replies stored but not yet sent (a processor died between storing and sending)."""

@@ -98,6 +98,16 @@ class InboundResult:
 
 
 @dataclass(frozen=True)
+class TurnInputs:
+    """What a turn starts from, read at once: replies stored but not sent, the pending batch, and the history
+    before it (empty when nothing is pending)."""
+
+    unsent: list[StoredMessage]
+    batch: list[StoredMessage]
+    history: list[StoredMessage]
+
+
+@dataclass(frozen=True)
 class Claim:
     """A conversation held by one processor until `lease_until`."""
 

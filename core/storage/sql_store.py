@@ -23,6 +23,7 @@ from core.storage.records import (
     Mode,
     NewMessage,
     StoredMessage,
+    TurnInputs,
 )
 from core.storage.rules import applied_statuses, effect_outcome, settled_at
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
@@ -39,6 +40,15 @@ _CLAIMABLE = "due_at IS NOT NULL AND due_at <= $3 AND (lease_until IS NULL OR le
 # claim_due locks up to this many times what it may take, so that processes claiming at once each find rows.
 CLAIM_SLACK = 3
 _FIRST_EXCLUDED = 6  # claim_due's first placeholder for an excluded client
+# A conversation's unanswered user messages, in WhatsApp timestamp order, then arrival.
+_PENDING = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'in' AND processed_at IS NULL
+              ORDER BY COALESCE(wa_timestamp, created_at), id"""
+# Its last $2 handled messages, newest first.
+_HISTORY = f"""SELECT * FROM messages WHERE conversation_id = $1 AND processed_at IS NOT NULL
+               ORDER BY {TIMELINE_ORDER.format(dir='DESC')} LIMIT $2"""
+# The bot's replies stored but not sent.
+_UNSENT = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant'
+             AND status = 'pending' ORDER BY id"""
 
 
 class SQLStore:
@@ -174,18 +184,23 @@ class SQLStore:
             retry_at, claim.conversation.id, claim.owner))
 
     async def pending_batch(self, conversation_id: int) -> list[StoredMessage]:
-        rows = await self.database.read(lambda tx: tx.fetch(
-            """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'in' AND processed_at IS NULL
-               ORDER BY COALESCE(wa_timestamp, created_at), id""",
-            conversation_id))
+        rows = await self.database.read(lambda tx: tx.fetch(_PENDING, conversation_id))
         return [self._message(row) for row in rows]
 
     async def history(self, conversation_id: int, limit: int) -> list[StoredMessage]:
-        rows = await self.database.read(lambda tx: tx.fetch(
-            f"""SELECT * FROM messages WHERE conversation_id = $1 AND processed_at IS NOT NULL
-                ORDER BY {TIMELINE_ORDER.format(dir='DESC')} LIMIT $2""",
-            conversation_id, limit))
+        rows = await self.database.read(lambda tx: tx.fetch(_HISTORY, conversation_id, limit))
         return [self._message(row) for row in reversed(rows)]
+
+    async def turn_inputs(self, conversation_id: int, history_limit: int) -> TurnInputs:
+        async def read(tx: Tx) -> tuple[list[Row], list[Row], list[Row]]:
+            unsent = await tx.fetch(_UNSENT, conversation_id)
+            batch = await tx.fetch(_PENDING, conversation_id)
+            history = await tx.fetch(_HISTORY, conversation_id, history_limit) if batch else []
+            return unsent, batch, history
+
+        unsent, batch, history = await self.database.read(read)
+        return TurnInputs([self._message(row) for row in unsent], [self._message(row) for row in batch],
+                          [self._message(row) for row in reversed(history)])
 
     async def update_text(self, message_id: int, text: str) -> None:
         await self.database.write(lambda tx: tx.execute("UPDATE messages SET text = $1 WHERE id = $2", text, message_id))
@@ -226,10 +241,7 @@ class SQLStore:
         return await self.database.write(write)
 
     async def unsent_replies(self, conversation_id: int) -> list[StoredMessage]:
-        rows = await self.database.read(lambda tx: tx.fetch(
-            "SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant' "
-            "AND status = 'pending' ORDER BY id",
-            conversation_id))
+        rows = await self.database.read(lambda tx: tx.fetch(_UNSENT, conversation_id))
         return [self._message(row) for row in rows]
 
     async def mark_sent(self, message_id: int, wamid: str | None, status: str, error: dict[str, Any] | None) -> None:

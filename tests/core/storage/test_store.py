@@ -533,3 +533,31 @@ class TestClientData:
             (first, conversation.conversation_id, {"name": "Ana", "email": "ana@example.com"}), (second, None, {"name": "Bea"})]
         assert datetime.fromisoformat(records[0]["created_at"]) == T0
         assert [r["id"] for r in await store.list_records("demo", "lead", 10, 1)] == [second]
+
+
+class TestTurnInputs:
+    async def test_one_read_gives_the_unsent_replies_the_batch_and_the_history(self, store: Store):
+        first = await store.record_inbound("demo", inbound("uno"), DEBOUNCE, T0)
+        await answer(store, T0 + timedelta(seconds=5))
+        await store.record_inbound("demo", inbound("dos"), DEBOUNCE, T0 + timedelta(seconds=10))
+        [claim] = await store.claim_due("owner-a", T0 + timedelta(seconds=20), 60, 10)
+        # A processor that died after storing a reply and before sending it: the reply is unsent, a batch pending.
+        [unsent] = await store.save_turn(claim, await store.pending_batch(first.conversation_id), "batch-2",
+                                         [NewMessage(direction="out", role="assistant", text="ya va", status="pending")],
+                                         T0 + timedelta(seconds=20))
+        await store.record_inbound("demo", inbound("tres"), DEBOUNCE, T0 + timedelta(seconds=21))
+
+        inputs = await store.turn_inputs(first.conversation_id, 10)
+
+        assert [m.id for m in inputs.unsent] == [unsent.id]
+        assert inputs.unsent == await store.unsent_replies(first.conversation_id)
+        assert [m.text for m in inputs.batch] == ["tres"]
+        assert inputs.batch == await store.pending_batch(first.conversation_id)
+        assert [m.text for m in inputs.history] == ["uno", "ok", "dos", "ya va"]
+        assert inputs.history == await store.history(first.conversation_id, 10)
+
+    async def test_no_history_is_read_when_nothing_is_pending(self, store: Store):
+        first = await store.record_inbound("demo", inbound("uno"), DEBOUNCE, T0)
+        await answer(store, T0 + timedelta(seconds=5))
+        inputs = await store.turn_inputs(first.conversation_id, 10)
+        assert (inputs.unsent, inputs.batch, inputs.history) == ([], [], [])
