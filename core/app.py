@@ -17,6 +17,7 @@ from core.clients import ClientRegistry, discover, load_registry
 from core.clock import Clock
 from core.config import Settings, load_settings
 from core.health import router as health_router
+from core.heap import freeze_startup_objects
 from core.logs import configure_logging
 from core.services import run_services
 from core.webhook.router import add_routes as add_webhook_routes
@@ -47,10 +48,11 @@ def deployment_warnings(settings: Settings, registry: ClientRegistry) -> list[De
 
 
 def create_app(settings: Settings | None = None, *, env_file: Path | None = Path(".env"),
-               clock: Clock | None = None) -> FastAPI:
+               clock: Clock | None = None, server: bool = False) -> FastAPI:
     """Read configuration, discover clients and wire the app; bad configuration raises ConfigError here.
 
-    `clock` is the time the service sees (the machine's by default; tests set another day)."""
+    `clock` is the time the service sees (the machine's by default; tests set another day). `server`: this app is
+    the process's one app (core.main), so its startup objects are frozen out of garbage collection once started."""
     settings = settings or load_settings(_env_file=env_file)
     configure_logging(settings.log_level)
     registry = load_registry(discover(settings.clients_package), settings, env_file)
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
         # Sub-apps run no lifespan of their own: shared resources live here and reach them via request.state.
         async with run_services(settings, registry, clock) as services:
             log.info("app.started", extra={"clients": ",".join(c.name for c in registry) or "none"})
+            if server:
+                freeze_startup_objects()
             yield {"services": services, "warnings": [warning.text for warning in warnings]}
 
     # Off unless API_DOCS: unauthenticated pages that describe the deployment help no one but a prober.

@@ -6,7 +6,7 @@ from core.app import create_app
 from core.errors import ConfigError
 
 try:
-    app = create_app()
+    app = create_app(server=True)
 except ConfigError as error:
     # One clear line naming the variable, instead of a traceback through the server's import machinery.
     print(f"configuration error: {error}", file=sys.stderr)

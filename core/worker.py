@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.clients import discover, load_registry
 from core.config import load_settings
+from core.heap import freeze_startup_objects
 from core.logs import configure_logging
 from core.services import run_services
 
@@ -26,5 +27,6 @@ async def run_worker() -> None:
         loop.add_signal_handler(signum, stop.set)
     async with run_services(settings, registry):
         log.info("worker.started", extra={"clients": ",".join(c.name for c in registry) or "none"})
+        freeze_startup_objects()
         await stop.wait()
         log.info("worker.stopping")
