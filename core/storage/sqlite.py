@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from core.storage.base import StoreUnavailable
 from core.storage.sql import Body, Json, Row, iso, json_text
 from core.storage.sql_store import SQLStore
+from core.storage.sqlite_checkpoint import DEFAULT_WAL_BYTES, Checkpointer
 
 T = TypeVar("T")
 
@@ -126,7 +127,7 @@ class SQLiteDatabase:
 
     dialect = DIALECT
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, wal_bytes: int = DEFAULT_WAL_BYTES) -> None:
         self._path = path
         self._busy_timeout = busy_timeout  # how long a write waits for another process's write lock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -135,6 +136,7 @@ class SQLiteDatabase:
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0  # transactions committed, and the writes they held: how well writes are grouped
         self.writes = 0
+        self.checkpointer = Checkpointer(path, wal_bytes=wal_bytes)
 
     async def open(self) -> None:
         def connect() -> sqlite3.Connection:
@@ -147,6 +149,7 @@ class SQLiteDatabase:
             # only a power loss may drop the last commits, and SQLite is the laptop default, not production.
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writer's thread
             db.executescript(SCHEMA)
             _add_missing_columns(db)
             return db
@@ -160,6 +163,7 @@ class SQLiteDatabase:
             db, self._db = self._db, None
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._executor.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.close)
 
     async def read(self, body: Body[T]) -> T:
         def run() -> T:
@@ -232,6 +236,7 @@ class SQLiteDatabase:
         db.execute("COMMIT")
         self.commits += 1
         self.writes += writes
+        self.checkpointer.committed(writes)
         return result
 
 
@@ -248,8 +253,8 @@ def _settle(group: list[tuple[Body[Any], asyncio.Future[Any]]], outcomes: list[t
 class SQLiteStore(SQLStore):
     """The Store on a SQLite file (the embedded default)."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
-        super().__init__(SQLiteDatabase(path, busy_timeout=busy_timeout))
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, wal_bytes: int = DEFAULT_WAL_BYTES) -> None:
+        super().__init__(SQLiteDatabase(path, busy_timeout=busy_timeout, wal_bytes=wal_bytes))
 
 
 # Columns added after a file may have been created: (table, column, declaration).
