@@ -30,7 +30,7 @@ from core.llm.bounds import TurnBounds
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import ModelEndpoints
 from core.llm.transcription import OpenAITranscriber
-from core.storage.base import Store
+from core.storage.base import ClientDataStore, Store
 from core.storage.postgres import PostgresStore
 from core.storage.media import LocalMediaArchive, MediaArchive, SupabaseMediaArchive
 from core.storage.sqlite import SQLiteStore
@@ -121,7 +121,7 @@ def open_media_archive(settings: Settings) -> MediaArchive:
     return LocalMediaArchive(settings.media_archive_dir)
 
 
-async def seed_documents(store: Store, registry: ClientRegistry, now: datetime) -> None:
+async def seed_documents(store: ClientDataStore, registry: ClientRegistry, now: datetime) -> None:
     """Put each client's seed documents in the store the first time; after that the store's copy is the truth."""
     for client in registry:
         for key, path in client.spec.seed_documents.items():

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from core.clients import Client
 from core.llm.transcription import Transcriber
-from core.storage.base import Store
+from core.storage.base import TurnStore
 from core.storage.media import MediaArchive
 from core.storage.records import StoredMessage
 from core.whatsapp.client import Media, WhatsAppSender
@@ -30,7 +30,7 @@ class ReadBatch:
 class MediaReader:
     """Downloads each received file once; any failure degrades to a note in the text, never a failed turn."""
 
-    def __init__(self, store: Store, transcriber: Transcriber | None, max_bytes: int,
+    def __init__(self, store: TurnStore, transcriber: Transcriber | None, max_bytes: int,
                  archive: MediaArchive | None = None) -> None:
         self._store = store
         self._transcriber = transcriber

@@ -8,7 +8,7 @@ from core.clients import Client
 from core.clock import Clock
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.retry import RetryPolicy
-from core.storage.base import Store, StoreUnavailable
+from core.storage.base import Sends, StoreUnavailable
 from core.storage.records import Conversation, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -25,7 +25,7 @@ RECORDING = RetryPolicy(attempts=1000, base_seconds=0.1, max_wait_seconds=2.0, d
 class Outbox:
     """Sends a conversation's stored outbound messages in order and records each outcome."""
 
-    def __init__(self, store: Store, pacer: Pacer, retry: RetryPolicy, clock: Clock) -> None:
+    def __init__(self, store: Sends, pacer: Pacer, retry: RetryPolicy, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._pacer = pacer

@@ -17,7 +17,7 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
-from core.storage.base import LeaseLost, Store, StoreUnavailable
+from core.storage.base import LeaseLost, StoreUnavailable, TurnStore
 from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -62,7 +62,7 @@ class _Spent:
 class Processor:
     """Turns a claim into a reply: read the batch, ask the agent, store the reply, send it, release."""
 
-    def __init__(self, store: Store, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
+    def __init__(self, store: TurnStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
                  effects: Callable[[], None] = lambda: None) -> None:
         self._store = store

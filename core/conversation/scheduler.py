@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from core.storage.base import Store
+from core.storage.base import ClaimStore
 from core.clock import Clock
 from core.storage.records import Claim
 
@@ -32,7 +32,7 @@ class Scheduler:
     hard cap per client; `held_back` names clients whose turns would only queue now (their model endpoint is
     saturated): theirs stay in the store for a later pass or another process."""
 
-    def __init__(self, store: Store, process: Callable[[Claim], Awaitable[None]], clock: Clock, *, lease_seconds: float,
+    def __init__(self, store: ClaimStore, process: Callable[[Claim], Awaitable[None]], clock: Clock, *, lease_seconds: float,
                  poll_seconds: float, concurrency: int, client_cap: int | None = None,
                  held_back: Callable[[], Collection[str]] | None = None,
                  housekeeping: Callable[[], Awaitable[None]] | None = None, housekeeping_seconds: float = 30.0,

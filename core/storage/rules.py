@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.storage.records import Debounce, status_moves_forward
+from core.storage.records import Debounce, NewMessage, status_moves_forward
 
 
 def settled_at(now: datetime, pending_since: datetime | None, debounce: Debounce) -> tuple[datetime, datetime]:
@@ -34,3 +34,14 @@ def effect_outcome(error: str | None, retry_at: datetime | None) -> str:
     if error is None:
         return "done"
     return "pending" if retry_at is not None else "failed"
+
+
+def kept_after_turn(mode: str, produced: list[NewMessage]) -> list[NewMessage]:
+    """What a finished turn stores: all of it, unless an operator took the conversation over while the model was
+    thinking; then the steps are kept and the replies dropped (the person answers now)."""
+    return produced if mode == "bot" else [item for item in produced if item.direction != "out"]
+
+
+def stays_due(pending_since: datetime | None, unsent_reply: bool) -> bool:
+    """After a turn, the conversation is due again only if messages arrived meanwhile or a reply is still unsent."""
+    return pending_since is not None or unsent_reply

@@ -25,7 +25,7 @@ from core.storage.records import (
     StoredMessage,
     TurnInputs,
 )
-from core.storage.rules import applied_statuses, effect_outcome, settled_at
+from core.storage.rules import applied_statuses, effect_outcome, kept_after_turn, settled_at, stays_due
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
 from core.webhook.events import InboundMessage, StatusUpdate
 
@@ -217,11 +217,7 @@ class SQLStore:
                                     conversation_id)
             if row is None or row["lease_owner"] != claim.owner:
                 raise LeaseLost(f"conversation {conversation_id} is no longer held by {claim.owner}")
-            if row["mode"] != "bot":
-                # An operator took over while the model was thinking: the reply is not sent, the steps are kept.
-                produced_now = [item for item in produced if item.direction != "out"]
-            else:
-                produced_now = produced
+            produced_now = kept_after_turn(row["mode"], produced)
             await tx.executemany(
                 "UPDATE messages SET processed_at = $1, batch_id = $2 WHERE id = $3 AND processed_at IS NULL",
                 [(now, batch_id, message.id) for message in batch])
@@ -269,7 +265,7 @@ class SQLStore:
                 "SELECT 1 FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant' "
                 "AND status = 'pending' LIMIT 1",
                 conversation_id)
-            keep_due = pending is not None or unsent is not None
+            keep_due = stays_due(pending, unsent is not None)
             await tx.execute(
                 """UPDATE conversations SET pending_since = $1, due_at = CASE WHEN $2 THEN COALESCE(due_at, $3) END,
                        lease_owner = NULL, lease_until = NULL, turn_failures = 0, updated_at = $3

@@ -1,11 +1,12 @@
-"""The store's rules as pure functions, the same for every adapter: when a burst is due, and how statuses apply."""
+"""The store's rules as pure functions, the same for every adapter: when a burst is due, how statuses apply, what a
+turn keeps when an operator took over, when a conversation stays due, what an effect's attempt leaves."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core.storage.records import Debounce
-from core.storage.rules import applied_statuses, settled_at
+from core.storage.records import Debounce, NewMessage
+from core.storage.rules import applied_statuses, effect_outcome, kept_after_turn, settled_at, stays_due
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DEBOUNCE = Debounce(seconds=3, max_seconds=15)
@@ -38,3 +39,36 @@ class TestAppliedStatuses:
     def test_a_step_without_errors_keeps_the_error_there_was(self) -> None:
         kept = {"errors": [{"code": 1}]}
         assert applied_statuses("pending", kept, [("sent", None)]) == ("sent", kept, True)
+
+
+class TestKeptAfterTurn:
+    PRODUCED = [NewMessage(direction="internal", role="tool", text="catalogue"),
+                NewMessage(direction="out", role="assistant", text="reply", status="pending")]
+
+    def test_a_bot_conversation_keeps_the_steps_and_the_reply(self) -> None:
+        assert kept_after_turn("bot", self.PRODUCED) == self.PRODUCED
+
+    def test_a_conversation_taken_over_meanwhile_keeps_the_steps_and_drops_the_reply(self) -> None:
+        assert kept_after_turn("human", self.PRODUCED) == self.PRODUCED[:1]
+
+
+class TestStaysDue:
+    def test_nothing_arrived_and_everything_sent_ends_the_turn(self) -> None:
+        assert stays_due(None, unsent_reply=False) is False
+
+    def test_a_message_that_arrived_meanwhile_keeps_it_due(self) -> None:
+        assert stays_due(T0, unsent_reply=False) is True
+
+    def test_an_unsent_reply_keeps_it_due(self) -> None:
+        assert stays_due(None, unsent_reply=True) is True
+
+
+class TestEffectOutcome:
+    def test_no_error_is_done(self) -> None:
+        assert effect_outcome(None, None) == "done"
+
+    def test_an_error_with_a_retry_stays_pending(self) -> None:
+        assert effect_outcome("421 try later", T0) == "pending"
+
+    def test_an_error_without_a_retry_is_failed(self) -> None:
+        assert effect_outcome("550 no such user", None) == "failed"
