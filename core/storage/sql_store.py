@@ -118,13 +118,20 @@ class SQLStore:
                 """INSERT INTO message_statuses (client, wamid, status, timestamp, payload, recorded_at)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client, wamid, status) DO NOTHING""",
                 client, update.wamid, update.status, update.timestamp, Json(update.payload), now)
-            found = await tx.fetchval(
-                """SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                   WHERE m.wamid = $1 AND c.client = $2""",
+            lock = f"{self._d.row_lock} OF m" if self._d.row_lock else ""
+            current = await tx.fetchrow(
+                f"""SELECT m.status, m.error FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                    WHERE m.wamid = $1 AND c.client = $2 {lock}""",
                 update.wamid, client)
-            if found is None:
+            if current is None:
                 return False
-            await self._apply_statuses(tx, client, update.wamid)
+            # Every earlier report was applied when it came or when the send was recorded (mark_sent applies them
+            # all), and the rule only ever moves forward: this report alone decides whether the message moves.
+            status, error, changed = applied_statuses(current["status"], self._d.json(current["error"]),
+                                                      [(update.status, update.payload)])
+            if changed:
+                await tx.execute("UPDATE messages SET status = $1, error = $2 WHERE wamid = $3",
+                                 status, Json(error), update.wamid)
             return True
 
         return await self.database.write(write, order=f"s\x00{update.wamid}")
