@@ -14,7 +14,7 @@ import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,15 +47,16 @@ def _encode(args: Sequence[Any]) -> list[Any]:
 
 def _convert(value: Any) -> Any:
     if isinstance(value, datetime):
-        return _iso(value)
+        return _iso(value, value.utcoffset())
     if isinstance(value, Json):
         return None if value.value is None else json_text(value.value)
     return value
 
 
 @lru_cache(maxsize=4096)
-def _iso(value: datetime) -> str | None:
-    # A turn's or an acknowledgement's `now` is written several times: formatted once.
+def _iso(value: datetime, offset: timedelta | None) -> str | None:
+    # A turn's or an acknowledgement's `now` is written several times: formatted once. The offset is part of the
+    # key because equal instants in other zones are equal datetimes, yet are written differently.
     return iso(value)
 
 
