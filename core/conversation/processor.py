@@ -27,8 +27,9 @@ log = logging.getLogger("core.conversation")
 
 T = TypeVar("T")
 
-# How long a reply waits for its read receipt at most (the Graph call's own timeout normally ends it first).
-RECEIPT_WAIT_SECONDS = 10.0
+# How long a finished reply waits for its read receipt's Graph call at most: long enough for a healthy call (it
+# normally ran during the model's seconds), short enough that a slow Graph never holds a reply back for long.
+RECEIPT_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
