@@ -70,6 +70,14 @@ def build_client_router(client: Client) -> APIRouter:
         """The bot answers again (new messages only)."""
         return await _switch(services, conversation_id, "bot")
 
+    @router.post("/conversations/{conversation_id}/resolve")
+    async def resolve(services: ServicesDep, conversation_id: ConversationId) -> ConversationRead:
+        """A person has looked: clear `needs_attention` and its reason (a later problem flags it again)."""
+        conversation = await services.store.resolve(client.name, conversation_id, services.clock.now())
+        if conversation is None:
+            raise NotFound(f"no conversation {conversation_id} for client {client.name}")
+        return ConversationRead.model_validate(conversation, from_attributes=True)
+
     @router.post("/conversations/{conversation_id}/messages", status_code=201)
     async def operator_message(services: ServicesDep, conversation_id: ConversationId,
                                body: OperatorMessage) -> MessageRead:

@@ -117,6 +117,9 @@ class OperatorStore(Sends, Protocol):
     async def set_mode(self, client: str, conversation_id: int, mode: Mode, now: datetime) -> Conversation | None:
         """Hand a conversation to an operator (`human`) or back to the bot; None when it is not the client's."""
 
+    async def resolve(self, client: str, conversation_id: int, now: datetime) -> Conversation | None:
+        """Clear a conversation's `needs_attention` (a person has looked); None when it is not the client's."""
+
     async def add_operator_message(self, conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
         """Store an operator's outbound message (pending) and note the operator's activity."""
 

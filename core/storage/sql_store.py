@@ -320,6 +320,12 @@ class SQLStore:
 
         return await self.database.write(write)
 
+    async def resolve(self, client: str, conversation_id: int, now: datetime) -> Conversation | None:
+        row = await self.database.write(lambda tx: tx.fetchrow(
+            """UPDATE conversations SET needs_attention = FALSE, attention_reason = NULL, updated_at = $1
+               WHERE id = $2 AND client = $3 RETURNING *""", now, conversation_id, client))
+        return self._conversation(row) if row is not None else None
+
     async def add_operator_message(self, conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
         async def write(tx: Tx) -> StoredMessage:
             stored = await self._insert(tx, conversation_id, message, None, now)

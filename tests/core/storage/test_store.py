@@ -511,6 +511,24 @@ class TestOperators:
         assert await store.release_idle_takeovers("demo", T0 + timedelta(minutes=30)) == 0
 
 
+class TestResolve:
+    async def test_resolving_clears_the_flag_and_its_reason(self, store: Store):
+        result = await store.record_inbound("demo", inbound("hola"), DEBOUNCE, T0)
+        await store.flag(result.conversation_id, "fallback sent")
+        resolved = await store.resolve("demo", result.conversation_id, T0 + timedelta(minutes=5))
+        assert (resolved.needs_attention, resolved.attention_reason, resolved.updated_at) == (
+            False, None, T0 + timedelta(minutes=5))
+        stored = await store.get_conversation("demo", result.conversation_id)
+        assert (stored.needs_attention, stored.attention_reason) == (False, None)
+
+    async def test_another_clients_conversation_stays_flagged(self, store: Store):
+        result = await store.record_inbound("demo", inbound("hola"), DEBOUNCE, T0)
+        await store.flag(result.conversation_id, "fallback sent")
+        assert await store.resolve("emprendemy", result.conversation_id, T0) is None
+        assert await store.resolve("demo", result.conversation_id + 1000, T0) is None
+        assert (await store.get_conversation("demo", result.conversation_id)).needs_attention
+
+
 class TestClientData:
     async def test_documents_are_per_client_and_replaced_whole(self, store: Store):
         assert await store.get_document("demo", "catalog") is None
