@@ -12,7 +12,8 @@ from tests.support import text_delivery
 BIGGEST = 2**63 - 1
 HUGE = ["99999999999999999999999", str(2**63), str(10**30), str(-(2**63) - 1)]
 METHOD_PATHS = [("GET", "/conversations/{id}/messages"), ("POST", "/conversations/{id}/takeover"),
-                ("POST", "/conversations/{id}/release"), ("POST", "/conversations/{id}/messages")]
+                ("POST", "/conversations/{id}/release"),
+                ("POST", "/conversations/{id}/resolve"), ("POST", "/conversations/{id}/messages")]
 
 
 @pytest.fixture

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
+import pytest
+
+from core.clock import StartedClock
 
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.conftest import TestClientIds as ClientIds
@@ -15,7 +20,9 @@ def post(app: RunningApp, client: ClientIds, path: str) -> httpx.Response:
 
 
 def write(app: RunningApp, client: ClientIds, wa_id: str, text: str) -> None:
-    delivery = text_delivery(client.waba_id, client.phone_number_id, wa_id, text)
+    """A message sent now by the app's clock (its WhatsApp timestamp too: the 24 h window is on that clock)."""
+    delivery = text_delivery(client.waba_id, client.phone_number_id, wa_id, text,
+                             timestamp=int(app.clock.now().timestamp()))
     assert app.post_webhook(delivery, client.secret).status_code == 200
 
 
@@ -46,3 +53,65 @@ class TestResolve:
     def test_resolving_needs_the_clients_key(self, live_app: RunningApp):
         response = live_app.http.post(f"{live_app.url}/api/v1/demo/conversations/1/resolve")
         assert response.status_code == 401
+
+
+def listed(app: RunningApp, query: str, client: ClientIds = DEMO) -> list[str]:
+    response = app.api(client, f"/conversations?{query}")
+    assert response.status_code == 200, response.text
+    return [c["user_key"] for c in response.json()]
+
+
+def answered(app: RunningApp, graph: FakeGraph, client: ClientIds, wa_id: str, text: str) -> None:
+    before = len([c for c in graph.texts() if c.body.get("to") == wa_id])
+    write(app, client, wa_id, text)
+    wait_for(lambda: len([c for c in graph.texts() if c.body.get("to") == wa_id]) > before
+             and app.settled(client, wa_id), what="the bot's reply")
+
+
+class TestFilters:
+    def test_mode_attention_text_and_update_time(self, live_app: RunningApp, graph: FakeGraph):
+        answered(live_app, graph, DEMO, "5491155550201", "Quiero info del CURSO")
+        answered(live_app, graph, DEMO, "5491155550202", "hola")
+        flagged_conversation(live_app, graph, "5491155550203")
+        answered(live_app, graph, EMPRENDEMY, "5491155550204", "curso")
+        taken = live_app.conversation(DEMO, "5491155550202")["id"]
+        assert post(live_app, DEMO, f"/conversations/{taken}/takeover").status_code == 200
+        assert listed(live_app, "mode=human") == ["5491155550202"]
+        assert set(listed(live_app, "mode=bot")) == {"5491155550201", "5491155550203"}
+        assert listed(live_app, "needs_attention=true") == ["5491155550203"]
+        assert listed(live_app, "q=curso") == ["5491155550201"]
+        assert listed(live_app, "q=5550202") == ["5491155550202"]
+        assert listed(live_app, "q=curso", EMPRENDEMY) == ["5491155550204"]
+        since = live_app.conversation(DEMO, "5491155550202")["updated_at"]
+        assert listed(live_app, f"updated_since={httpx.QueryParams({'x': since})['x']}".replace("+", "%2B")) == [
+            "5491155550202"]
+        assert listed(live_app, "updated_since=2999-01-01T00:00:00") == []
+
+    @pytest.mark.parametrize("query, name", [("updated_since=yesterday", "updated_since"), ("mode=robot", "mode"),
+                                             ("needs_attention=maybe", "needs_attention"), ("active=2", "active"),
+                                             ("q=", "q"), ("q=" + "x" * 201, "q"),
+                                             ("updated_since=0001-01-01T00:00:00%2B01:00", "updated_since")])
+    def test_a_malformed_filter_is_422_naming_it(self, live_app: RunningApp, query: str, name: str):
+        response = live_app.api(DEMO, f"/conversations?{query}")
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", name] and error["msg"]
+
+
+class TestActive:
+    def test_active_conversations_first_by_the_apps_clock(self, start_app, live_app: RunningApp, graph: FakeGraph):
+        answered(live_app, graph, DEMO, "5491155550301", "hola")
+        answered(live_app, graph, DEMO, "5491155550302", "hola")
+        assert set(listed(live_app, "active=true")) == {"5491155550301", "5491155550302"}
+        assert listed(live_app, "active=false") == []
+        # Two days later, by the app's clock: one person writes again, the other's conversation is only touched.
+        later = start_app(clock=StartedClock(live_app.clock.now() + timedelta(days=2)),
+                          openai_api_key=live_app.settings.openai_api_key,
+                          openai_base_url=live_app.settings.openai_base_url,
+                          whatsapp_api_base_url=live_app.settings.whatsapp_api_base_url)
+        answered(later, graph, DEMO, "5491155550301", "sigo acá")
+        quiet = later.conversation(DEMO, "5491155550302")["id"]
+        assert post(later, DEMO, f"/conversations/{quiet}/resolve").status_code == 200
+        assert listed(later, "") == ["5491155550301", "5491155550302"]
+        assert listed(later, "active=true") == ["5491155550301"]
+        assert listed(later, "active=false") == ["5491155550302"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from annotated_types import Interval
+from pydantic import AfterValidator
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -14,13 +16,28 @@ from core.clients import Client, ClientRegistry
 from core.conversation.takeover import send_operator_message, set_mode
 from core.errors import AppError, NotFound
 from core.services import Services, ServicesDep
-from core.storage.records import Mode
+from core.storage.records import ConversationQuery, Mode
 
 # What SQLite's INTEGER and Postgres's BIGINT hold: beyond it the store overflows (a 500), so FastAPI answers 422.
 Int64 = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
 Limit = Annotated[Int64, Query(ge=1, le=500)]
 Offset = Annotated[Int64, Query(ge=0)]
 ConversationId = Annotated[Int64, Path()]
+# "Active": a message written or answered within this long before now (the app's clock).
+ACTIVE_WINDOW = timedelta(hours=24)
+
+
+def _in_utc(value: datetime) -> datetime:
+    """A time without an offset is UTC, as every time the API gives; one that leaves the calendar in UTC is refused."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is outside the years 1 to 9999 in UTC") from None
+
+
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -47,8 +64,19 @@ def build_client_router(client: Client) -> APIRouter:
         )
 
     @router.get("/conversations")
-    async def conversations(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -> list[ConversationRead]:
-        found = await services.store.list_conversations(client.name, limit, offset)
+    async def conversations(
+        services: ServicesDep, limit: Limit = 50, offset: Offset = 0,
+        mode: Annotated[Mode | None, Query(description="bot or human")] = None,
+        needs_attention: Annotated[bool | None, Query(description="flagged for a person, or not")] = None,
+        updated_since: Annotated[UtcTime | None, Query(description="ISO 8601; without an offset, UTC")] = None,
+        q: Annotated[str | None, Query(min_length=1, max_length=200,
+                                       description="in the contact's name, user key or a message's text, any case")] = None,
+        active: Annotated[bool | None, Query(description="a message in or out in the last 24 h, or none")] = None,
+    ) -> list[ConversationRead]:
+        """Active conversations first (a message in or out in the last 24 h), then the most recently updated."""
+        query = ConversationQuery(mode=mode, needs_attention=needs_attention, updated_since=updated_since, text=q,
+                                  active=active, active_since=services.clock.now() - ACTIVE_WINDOW)
+        found = await services.store.list_conversations(client.name, limit, offset, query)
         return [ConversationRead.model_validate(item, from_attributes=True) for item in found]
 
     @router.get("/conversations/{conversation_id}/messages")

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from core.storage.records import (
     Claim,
     Conversation,
+    ConversationQuery,
     Debounce,
     Effect,
     InboundResult,
@@ -126,7 +127,10 @@ class OperatorStore(Sends, Protocol):
     async def release_idle_takeovers(self, client: str, idle_since: datetime) -> int:
         """Give back to the bot the client's conversations with no operator action since `idle_since`."""
 
-    async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]: ...
+    async def list_conversations(self, client: str, limit: int, offset: int,
+                                 query: ConversationQuery = ConversationQuery()) -> list[Conversation]:
+        """The client's conversations that match `query`: active ones first (when it says since when), then the
+        most recently updated."""
 
     async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None: ...
 

@@ -22,6 +22,19 @@ def status_moves_forward(current: str | None, new: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ConversationQuery:
+    """Which of a client's conversations to list; None leaves a filter off. With `active_since`, conversations
+    with a message in or out since then are listed first (and `active` keeps only those, or only the others)."""
+
+    mode: Mode | None = None
+    needs_attention: bool | None = None
+    updated_since: datetime | None = None
+    text: str | None = None
+    active: bool | None = None
+    active_since: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Debounce:
     """How long a burst may settle: `seconds` after the last message, at most `max_seconds` after the first."""
 

@@ -16,6 +16,7 @@ from core.storage.base import LeaseLost
 from core.storage.records import (
     Claim,
     Conversation,
+    ConversationQuery,
     Debounce,
     Effect,
     InboundResult,
@@ -46,9 +47,21 @@ _PENDING = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 
 # Its last $2 handled messages, newest first.
 _HISTORY = f"""SELECT * FROM messages WHERE conversation_id = $1 AND processed_at IS NOT NULL
                ORDER BY {TIMELINE_ORDER.format(dir='DESC')} LIMIT $2"""
+# A conversation with a message written or answered since {since} (the conversation list's "active").
+_ACTIVE = """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.direction IN ('in', 'out')
+                     AND m.created_at >= {since})"""
+# A conversation whose contact name, user key or a message's text holds {pattern} (lower case, LIKE-escaped).
+_TEXT_MATCH = """(LOWER(c.contact_name) LIKE {pattern} ESCAPE '!' OR LOWER(c.user_key) LIKE {pattern} ESCAPE '!'
+                  OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.direction IN ('in', 'out')
+                             AND LOWER(m.text) LIKE {pattern} ESCAPE '!'))"""
 # The bot's replies stored but not sent.
 _UNSENT = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant'
              AND status = 'pending' ORDER BY id"""
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE … ESCAPE '!' (its own %, _ and ! are not wildcards)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 class SQLStore:
@@ -404,10 +417,33 @@ class SQLStore:
 
     # ---------------------------------------------------------------- reads for the REST API
 
-    async def list_conversations(self, client: str, limit: int, offset: int) -> list[Conversation]:
-        rows = await self.database.read(lambda tx: tx.fetch(
-            "SELECT * FROM conversations WHERE client = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3",
-            client, limit, offset))
+    async def list_conversations(self, client: str, limit: int, offset: int,
+                                 query: ConversationQuery = ConversationQuery()) -> list[Conversation]:
+        args: list[Any] = [client]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = ["c.client = $1"]
+        if query.mode is not None:
+            where.append(f"c.mode = {arg(query.mode)}")
+        if query.needs_attention is not None:
+            where.append(f"c.needs_attention = {arg(query.needs_attention)}")
+        if query.updated_since is not None:
+            where.append(f"c.updated_at >= {arg(query.updated_since)}")
+        if query.text:
+            pattern = arg("%" + _like_escaped(query.text.lower()) + "%")
+            where.append(_TEXT_MATCH.format(pattern=pattern))
+        order = "c.updated_at DESC, c.id DESC"
+        if query.active_since is not None:
+            active = _ACTIVE.format(since=arg(query.active_since))
+            order = f"{active} DESC, {order}"
+            if query.active is not None:
+                where.append(active if query.active else f"NOT {active}")
+        sql = (f"SELECT c.* FROM conversations c WHERE {' AND '.join(where)} ORDER BY {order} "
+               f"LIMIT {arg(limit)} OFFSET {arg(offset)}")
+        rows = await self.database.read(lambda tx: tx.fetch(sql, *args))
         return [self._conversation(row) for row in rows]
 
     async def get_conversation(self, client: str, conversation_id: int) -> Conversation | None:

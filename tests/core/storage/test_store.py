@@ -13,7 +13,7 @@ import pytest
 
 from core.storage.base import Store
 from core.storage.postgres import PostgresStore
-from core.storage.records import Debounce, NewMessage
+from core.storage.records import ConversationQuery, Debounce, NewMessage
 from core.storage.sqlite import SQLiteStore
 from core.webhook.events import InboundMessage, StatusUpdate
 
@@ -527,6 +527,56 @@ class TestResolve:
         assert await store.resolve("emprendemy", result.conversation_id, T0) is None
         assert await store.resolve("demo", result.conversation_id + 1000, T0) is None
         assert (await store.get_conversation("demo", result.conversation_id)).needs_attention
+
+
+class TestConversationList:
+    async def ids(self, store: Store, **query) -> list[int]:
+        return [c.id for c in await store.list_conversations("demo", 50, 0, ConversationQuery(**query))]
+
+    async def test_filters_by_mode_attention_and_update_time(self, store: Store):
+        old = await store.record_inbound("demo", inbound(user="1"), DEBOUNCE, T0)
+        taken = await store.record_inbound("demo", inbound(user="2"), DEBOUNCE, T0 + timedelta(hours=1))
+        flagged = await store.record_inbound("demo", inbound(user="3"), DEBOUNCE, T0 + timedelta(hours=2))
+        await store.record_inbound("emprendemy", inbound(user="4", client_phone="2002"), DEBOUNCE, T0 + timedelta(hours=3))
+        await store.set_mode("demo", taken.conversation_id, "human", T0 + timedelta(hours=1))
+        await store.flag(flagged.conversation_id, "fallback sent")
+        assert await self.ids(store, mode="human") == [taken.conversation_id]
+        assert await self.ids(store, mode="bot") == [flagged.conversation_id, old.conversation_id]
+        assert await self.ids(store, needs_attention=True) == [flagged.conversation_id]
+        assert await self.ids(store, needs_attention=False) == [taken.conversation_id, old.conversation_id]
+        assert await self.ids(store, updated_since=T0 + timedelta(hours=1)) == [flagged.conversation_id,
+                                                                                 taken.conversation_id]
+        assert await self.ids(store, mode="bot", needs_attention=False) == [old.conversation_id]
+
+    async def test_text_search_looks_at_names_user_keys_and_messages_in_any_case(self, store: Store):
+        by_name = await store.record_inbound("demo", inbound("hola", user="5491100000001"), DEBOUNCE, T0)
+        by_text = await store.record_inbound("demo", inbound("Quiero el CURSO de Python", user="5491100000002"),
+                                             DEBOUNCE, T0 + timedelta(minutes=1))
+        await store.record_inbound("emprendemy", inbound("curso", user="5491100000003", client_phone="2002"),
+                                   DEBOUNCE, T0)
+        assert await self.ids(store, text="curso de PYTHON") == [by_text.conversation_id]
+        assert await self.ids(store, text="ana") == [by_text.conversation_id, by_name.conversation_id]
+        assert await self.ids(store, text="0000001") == [by_name.conversation_id]
+        # LIKE's wildcards in the search are plain characters.
+        assert await self.ids(store, text="%") == []
+        assert await self.ids(store, text="_") == []
+
+    async def test_active_conversations_come_first_and_can_be_kept_alone(self, store: Store):
+        quiet = await store.record_inbound("demo", inbound(user="1"), DEBOUNCE, T0)
+        await store.set_mode("demo", quiet.conversation_id, "human", T0)
+        answered = await store.record_inbound("demo", inbound(user="2"), DEBOUNCE, T0 + timedelta(minutes=1))
+        [claim] = await store.claim_due("a", T0 + timedelta(minutes=2), 60, 10)
+        later = T0 + timedelta(hours=20)
+        await complete(store, claim, await store.pending_batch(claim.conversation.id), "b1",
+                       [NewMessage(direction="out", role="assistant", text="ok", status="pending")], later)
+        # Touched later, but with no message since: an operator's resolve is not activity.
+        await store.resolve("demo", quiet.conversation_id, T0 + timedelta(hours=30))
+        since = T0 + timedelta(hours=10)
+        assert await self.ids(store) == [quiet.conversation_id, answered.conversation_id]
+        assert await self.ids(store, active_since=since) == [answered.conversation_id, quiet.conversation_id]
+        assert await self.ids(store, active_since=since, active=True) == [answered.conversation_id]
+        assert await self.ids(store, active_since=since, active=False) == [quiet.conversation_id]
+        assert claim.conversation.id == answered.conversation_id
 
 
 class TestClientData:
