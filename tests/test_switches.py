@@ -15,6 +15,12 @@ from tests.fakes.graph import FakeGraph
 from tests.support import text_delivery, wait_for
 
 
+@pytest.fixture
+def tmp_db(each_store_url: str) -> str:
+    """start_app's DATABASE_URL: every test runs on SQLite and on PostgreSQL."""
+    return each_store_url
+
+
 def post(app: RunningApp, client: ClientIds, path: str) -> httpx.Response:
     return app.http.post(f"{app.url}/api/v1/{client.name}{path}", headers={"Authorization": f"Bearer {client.api_key}"})
 
@@ -115,3 +121,44 @@ class TestActive:
         assert listed(later, "") == ["5491155550301", "5491155550302"]
         assert listed(later, "active=true") == ["5491155550301"]
         assert listed(later, "active=false") == ["5491155550302"]
+
+
+def put_bot(app: RunningApp, client: ClientIds, body: object) -> httpx.Response:
+    return app.http.put(f"{app.url}/api/v1/{client.name}/bot", json=body,
+                        headers={"Authorization": f"Bearer {client.api_key}"})
+
+
+class TestBotSwitch:
+    def test_off_messages_wait_for_a_person_and_back_on_only_new_ones_are_answered(self, live_app: RunningApp,
+                                                                                    graph: FakeGraph):
+        assert live_app.api(DEMO, "/bot").json() == {"enabled": True}
+        assert put_bot(live_app, DEMO, {"enabled": False}).json() == {"enabled": False}
+        assert live_app.api(DEMO, "/bot").json() == {"enabled": False}
+        assert live_app.api(EMPRENDEMY, "/bot").json() == {"enabled": True}
+        write(live_app, DEMO, "5491155550401", "hola, ¿hay alguien?")
+        # The other client still answers: a full turn there is the barrier for anything demo's bot would do.
+        answered(live_app, graph, EMPRENDEMY, "5491155550402", "hola")
+        conversation = live_app.conversation(DEMO, "5491155550401")
+        assert (conversation["mode"], conversation["due_at"], conversation["needs_attention"]) == ("bot", None, True)
+        assert "bot is off" in conversation["attention_reason"]
+        assert listed(live_app, "needs_attention=true") == ["5491155550401"]
+        assert not [c for c in graph.texts() if c.body.get("to") == "5491155550401"]
+
+        assert put_bot(live_app, DEMO, {"enabled": True}).json() == {"enabled": True}
+        answered(live_app, graph, DEMO, "5491155550401", "¿siguen ahí?")
+        replies = [c for c in graph.texts() if c.body.get("to") == "5491155550401"]
+        assert len(replies) == 1
+        inbound = [m for m in live_app.messages(DEMO, "5491155550401") if m["direction"] == "in"]
+        # The first message was handled when it came (waiting for a person), not by the bot's turn.
+        assert inbound[0]["batch_id"] is None and inbound[1]["batch_id"] is not None
+
+    @pytest.mark.parametrize("body", [{}, {"enabled": "no"}, {"enabled": 0}, {"enabled": None}, [True]])
+    def test_a_malformed_switch_is_422_and_changes_nothing(self, live_app: RunningApp, body: object):
+        assert put_bot(live_app, DEMO, body).status_code == 422
+        assert live_app.api(DEMO, "/bot").json() == {"enabled": True}
+
+    def test_the_switch_needs_the_clients_own_key(self, live_app: RunningApp):
+        response = live_app.http.put(f"{live_app.url}/api/v1/demo/bot", json={"enabled": False},
+                                     headers={"Authorization": f"Bearer {EMPRENDEMY.api_key}"})
+        assert response.status_code == 401
+        assert live_app.api(DEMO, "/bot").json() == {"enabled": True}

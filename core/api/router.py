@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
-from core.api.schemas import ClientHealth, ConversationRead, MessageRead, OperatorMessage
+from core.api.schemas import BotSwitch, ClientHealth, ConversationRead, MessageRead, OperatorMessage
 from core.clients import Client, ClientRegistry
 from core.conversation.takeover import send_operator_message, set_mode
 from core.errors import AppError, NotFound
@@ -23,6 +24,7 @@ Int64 = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
 Limit = Annotated[Int64, Query(ge=1, le=500)]
 Offset = Annotated[Int64, Query(ge=0)]
 ConversationId = Annotated[Int64, Path()]
+log = logging.getLogger("core.api")
 # "Active": a message written or answered within this long before now (the app's clock).
 ACTIVE_WINDOW = timedelta(hours=24)
 
@@ -62,6 +64,18 @@ def build_client_router(client: Client) -> APIRouter:
             llm="openai" if services.settings.openai_api_key else "offline",
             phone_number_ids=list(client.settings.phone_number_ids),
         )
+
+    @router.get("/bot")
+    async def bot(services: ServicesDep) -> BotSwitch:
+        """Whether the bot answers new messages."""
+        return BotSwitch(enabled=await services.store.bot_enabled(client.name))
+
+    @router.put("/bot")
+    async def switch_bot(services: ServicesDep, body: BotSwitch) -> BotSwitch:
+        """Switch the bot on or off for the messages that arrive from now on (nothing earlier is answered later)."""
+        enabled = await services.store.set_bot_enabled(client.name, body.enabled, services.clock.now())
+        log.info("client.bot_switched", extra={"client": client.name, "enabled": enabled})
+        return BotSwitch(enabled=enabled)
 
     @router.get("/conversations")
     async def conversations(

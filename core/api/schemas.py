@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 
 class ConversationRead(BaseModel):
@@ -60,3 +60,9 @@ class OperatorMessage(BaseModel):
     """A text an operator sends to the user through WhatsApp."""
 
     text: str = Field(min_length=1, max_length=4096)
+
+
+class BotSwitch(BaseModel):
+    """The client's bot on or off: off, new messages wait for a person (flagged) instead of being answered."""
+
+    enabled: StrictBool

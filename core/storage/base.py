@@ -121,6 +121,12 @@ class OperatorStore(Sends, Protocol):
     async def resolve(self, client: str, conversation_id: int, now: datetime) -> Conversation | None:
         """Clear a conversation's `needs_attention` (a person has looked); None when it is not the client's."""
 
+    async def bot_enabled(self, client: str) -> bool:
+        """Whether the client's bot answers new messages (on unless switched off)."""
+
+    async def set_bot_enabled(self, client: str, enabled: bool, now: datetime) -> bool:
+        """Switch the client's bot on or off for the messages that arrive from now on; the stored value."""
+
     async def add_operator_message(self, conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
         """Store an operator's outbound message (pending) and note the operator's activity."""
 

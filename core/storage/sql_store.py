@@ -54,6 +54,8 @@ _ACTIVE = """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND
 _TEXT_MATCH = """(LOWER(c.contact_name) LIKE {pattern} ESCAPE '!' OR LOWER(c.user_key) LIKE {pattern} ESCAPE '!'
                   OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.direction IN ('in', 'out')
                              AND LOWER(m.text) LIKE {pattern} ESCAPE '!'))"""
+# Why a conversation written to while its client's bot is off is flagged.
+BOT_OFF_REASON = "the bot is off: a person should answer"
 # The bot's replies stored but not sent.
 _UNSENT = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'out' AND role = 'assistant'
              AND status = 'pending' ORDER BY id"""
@@ -92,11 +94,15 @@ class SQLStore:
                        wa_id = COALESCE(excluded.wa_id, conversations.wa_id),
                        user_id = COALESCE(excluded.user_id, conversations.user_id),
                        contact_name = COALESCE(excluded.contact_name, conversations.contact_name)
-                   RETURNING id, mode, due_at, pending_since""",
+                   RETURNING id, mode, due_at, pending_since,
+                             (SELECT bot_enabled FROM client_switches WHERE client = $1) AS bot_enabled""",
                 client, message.phone_number_id, message.user_key, message.wa_id, message.user_id,
                 message.contact_name, now)
             assert conversation is not None
-            answer = message.wants_reply and conversation["mode"] == "bot"
+            # No switch row: the bot is on. Off: the message waits for a person, flagged, and is never answered later.
+            bot_off = conversation["bot_enabled"] is not None and not conversation["bot_enabled"]
+            answer = message.wants_reply and conversation["mode"] == "bot" and not bot_off
+            waits = message.wants_reply and conversation["mode"] == "bot" and bot_off
             inserted = await tx.fetchval(
                 """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, wa_timestamp,
                                          processed_at, created_at)
@@ -110,6 +116,10 @@ class SQLStore:
             pending_since = d.time(conversation["pending_since"])
             if answer:
                 due_at, pending_since = settled_at(now, pending_since, debounce)
+            if waits:
+                await tx.execute(
+                    "UPDATE conversations SET needs_attention = TRUE, attention_reason = $1 WHERE id = $2",
+                    BOT_OFF_REASON, conversation["id"])
             await tx.execute(
                 """UPDATE conversations SET due_at = $1, pending_since = $2, updated_at = $3,
                        last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $4 THEN $4
@@ -338,6 +348,18 @@ class SQLStore:
             """UPDATE conversations SET needs_attention = FALSE, attention_reason = NULL, updated_at = $1
                WHERE id = $2 AND client = $3 RETURNING *""", now, conversation_id, client))
         return self._conversation(row) if row is not None else None
+
+    async def bot_enabled(self, client: str) -> bool:
+        enabled = await self.database.read(lambda tx: tx.fetchval(
+            "SELECT bot_enabled FROM client_switches WHERE client = $1", client))
+        return enabled is None or bool(enabled)
+
+    async def set_bot_enabled(self, client: str, enabled: bool, now: datetime) -> bool:
+        stored = await self.database.write(lambda tx: tx.fetchval(
+            """INSERT INTO client_switches (client, bot_enabled, updated_at) VALUES ($1, $2, $3)
+               ON CONFLICT (client) DO UPDATE SET bot_enabled = excluded.bot_enabled, updated_at = excluded.updated_at
+               RETURNING bot_enabled""", client, enabled, now))
+        return bool(stored)
 
     async def add_operator_message(self, conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
         async def write(tx: Tx) -> StoredMessage:

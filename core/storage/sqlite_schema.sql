@@ -107,3 +107,10 @@ CREATE TABLE IF NOT EXISTS effects (
     UNIQUE (batch_id, key)
 );
 CREATE INDEX IF NOT EXISTS effects_due ON effects (due_at) WHERE due_at IS NOT NULL;
+
+-- Switches a business changes through its REST API without a deploy; no row means the defaults (the bot on).
+CREATE TABLE IF NOT EXISTS client_switches (
+    client       TEXT    PRIMARY KEY,
+    bot_enabled  INTEGER NOT NULL DEFAULT 1,        -- 0: new messages are stored handled and flagged, not answered
+    updated_at   TEXT    NOT NULL
+);

@@ -579,6 +579,37 @@ class TestConversationList:
         assert claim.conversation.id == answered.conversation_id
 
 
+class TestBotSwitch:
+    async def test_the_bot_is_on_until_switched_off_per_client(self, store: Store):
+        assert await store.bot_enabled("demo")
+        assert await store.set_bot_enabled("demo", False, T0) is False
+        assert not await store.bot_enabled("demo") and await store.bot_enabled("emprendemy")
+        assert await store.set_bot_enabled("demo", True, T0) is True
+        assert await store.bot_enabled("demo")
+
+    async def test_while_off_a_message_waits_for_a_person_and_is_not_answered_when_back_on(self, store: Store):
+        await store.set_bot_enabled("demo", False, T0)
+        result = await store.record_inbound("demo", inbound("hola"), DEBOUNCE, T0)
+        other = await store.record_inbound("emprendemy", inbound("hola", client_phone="2002"), DEBOUNCE, T0)
+        conversation = await store.get_conversation("demo", result.conversation_id)
+        assert (result.due_at, conversation.due_at, conversation.mode) == (None, None, "bot")
+        assert conversation.needs_attention and "bot is off" in conversation.attention_reason
+        assert await store.pending_batch(result.conversation_id) == []
+        await store.set_bot_enabled("demo", True, T0 + timedelta(seconds=1))
+        # Only the other client's conversation was ever due; back on, the demo one answers new messages only.
+        [claim] = await store.claim_due("a", T0 + timedelta(minutes=1), 60, 10)
+        assert claim.conversation.id == other.conversation_id
+        again = await store.record_inbound("demo", inbound("¿hay alguien?"), DEBOUNCE, T0 + timedelta(minutes=2))
+        assert [m.text for m in await store.pending_batch(again.conversation_id)] == ["¿hay alguien?"]
+
+    async def test_while_off_a_taken_over_conversation_is_not_flagged(self, store: Store):
+        result = await store.record_inbound("demo", inbound("hola"), DEBOUNCE, T0)
+        await store.set_mode("demo", result.conversation_id, "human", T0)
+        await store.set_bot_enabled("demo", False, T0)
+        await store.record_inbound("demo", inbound("sigo"), DEBOUNCE, T0 + timedelta(seconds=1))
+        assert not (await store.get_conversation("demo", result.conversation_id)).needs_attention
+
+
 class TestClientData:
     async def test_documents_are_per_client_and_replaced_whole(self, store: Store):
         assert await store.get_document("demo", "catalog") is None
