@@ -45,3 +45,12 @@ def kept_after_turn(mode: str, produced: list[NewMessage]) -> list[NewMessage]:
 def stays_due(pending_since: datetime | None, unsent_reply: bool) -> bool:
     """After a turn, the conversation is due again only if messages arrived meanwhile or a reply is still unsent."""
     return pending_since is not None or unsent_reply
+
+
+def inbound_handling(wants_reply: bool, mode: str, bot_enabled: bool | None) -> tuple[bool, bool]:
+    """What becomes of a new message: (answered by the bot, waits for a person because the client's bot is off).
+
+    Only a message that wants a reply, in a conversation the bot holds, is either; no switch stored means on."""
+    for_the_bot = wants_reply and mode == "bot"
+    off = bot_enabled is not None and not bot_enabled
+    return for_the_bot and not off, for_the_bot and off

@@ -26,7 +26,8 @@ from core.storage.records import (
     StoredMessage,
     TurnInputs,
 )
-from core.storage.rules import applied_statuses, effect_outcome, kept_after_turn, settled_at, stays_due
+from core.storage.rules import (applied_statuses, effect_outcome, inbound_handling, kept_after_turn, settled_at,
+                                stays_due)
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
 from core.webhook.events import InboundMessage, StatusUpdate
 
@@ -99,10 +100,8 @@ class SQLStore:
                 client, message.phone_number_id, message.user_key, message.wa_id, message.user_id,
                 message.contact_name, now)
             assert conversation is not None
-            # No switch row: the bot is on. Off: the message waits for a person, flagged, and is never answered later.
-            bot_off = conversation["bot_enabled"] is not None and not conversation["bot_enabled"]
-            answer = message.wants_reply and conversation["mode"] == "bot" and not bot_off
-            waits = message.wants_reply and conversation["mode"] == "bot" and bot_off
+            # Bot off: the message waits for a person, flagged, and is never answered later.
+            answer, waits = inbound_handling(message.wants_reply, conversation["mode"], conversation["bot_enabled"])
             inserted = await tx.fetchval(
                 """INSERT INTO messages (conversation_id, wamid, direction, role, type, text, payload, wa_timestamp,
                                          processed_at, created_at)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.storage.records import Debounce, NewMessage
-from core.storage.rules import applied_statuses, effect_outcome, kept_after_turn, settled_at, stays_due
+from core.storage.rules import (applied_statuses, effect_outcome, inbound_handling, kept_after_turn, settled_at,
+                                stays_due)
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DEBOUNCE = Debounce(seconds=3, max_seconds=15)
@@ -72,3 +73,17 @@ class TestEffectOutcome:
 
     def test_an_error_without_a_retry_is_failed(self) -> None:
         assert effect_outcome("550 no such user", None) == "failed"
+
+
+class TestInboundHandling:
+    def test_with_no_switch_stored_the_bot_answers(self) -> None:
+        assert inbound_handling(True, "bot", None) == (True, False)
+
+    def test_with_the_bot_off_the_message_waits_for_a_person(self) -> None:
+        assert inbound_handling(True, "bot", False) == (False, True)
+
+    def test_a_conversation_a_person_holds_is_neither(self) -> None:
+        assert inbound_handling(True, "human", False) == (False, False)
+
+    def test_a_message_that_wants_no_reply_is_neither(self) -> None:
+        assert inbound_handling(False, "bot", True) == (False, False)
