@@ -79,7 +79,8 @@ def stored(path: Path) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     users = [f"54911{n:08d}" for n in range(args.conversations)]
-    with standins_process() as standins, tempfile.TemporaryDirectory(prefix="bench-bursts-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-bursts-") as tmp, \
+            standins_process(Path(tmp) / "standins.log") as standins:
         floor = baseline(standins)
         standins.set_latency(args.model_latency)
         standins.reset()

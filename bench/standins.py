@@ -8,11 +8,11 @@ time.monotonic() of this process: CLOCK_MONOTONIC, the same clock in every proce
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +24,7 @@ from starlette.routing import Mount, Route
 
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
-from tests.processes import ROOT, free_port
-from tests.support import wait_for
+from tests.processes import free_port, server_process
 
 
 def build_app() -> Starlette:
@@ -94,29 +93,12 @@ class StandIns:
 
 
 @contextmanager
-def standins_process() -> Iterator[StandIns]:
-    """Start the stand-ins' process on a free port; stop it when the block ends."""
+def standins_process(log_path: Path) -> Iterator[StandIns]:
+    """Start the stand-ins' process on a free port (its output into `log_path`); stop it when the block ends."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bench.standins", "--port", str(port)], cwd=ROOT)
-    standins = StandIns(f"http://127.0.0.1:{port}")
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"the stand-ins exited with {process.returncode}")
-        try:
-            return httpx.get(standins.url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, timeout=30, interval=0.05, what="the stand-ins to answer /health")
-        yield standins
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    command = [sys.executable, "-m", "bench.standins", "--port", str(port)]
+    with server_process(command, port, {}, log_path) as server:
+        yield StandIns(server.url)
 
 
 def main() -> None:
