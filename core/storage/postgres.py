@@ -14,7 +14,6 @@ See docs/postgres.md.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -23,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from core.storage.base import StoreUnavailable
-from core.storage.sql import Body, Json, Row, Tx
+from core.storage.sql import Body, Json, Row, Tx, json_text, json_value
 from core.storage.sql_store import SQLStore
 
 T = TypeVar("T")
@@ -80,7 +79,7 @@ def connection_options(dsn: str) -> tuple[str, dict[str, Any]]:
 
 def _json_text(value: Any) -> str:
     # Postgres refuses NUL in jsonb strings: keep the rest of what Meta sent, with U+FFFD in its place.
-    return _NUL_ESCAPE.sub(r"\1\\ufffd", json.dumps(value, ensure_ascii=False))
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", json_text(value))
 
 
 def _encode(args: Sequence[Any]) -> tuple[Any, ...]:
@@ -92,7 +91,7 @@ def _encode(args: Sequence[Any]) -> tuple[Any, ...]:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=_json_text, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(name, encoder=_json_text, decoder=json_value, schema="pg_catalog")
 
 
 def _count(status: str) -> int:

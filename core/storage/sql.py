@@ -8,6 +8,8 @@ for a JSON column. Each adapter encodes them for its driver and decodes what com
 from __future__ import annotations
 
 import json
+
+import orjson
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,8 +86,17 @@ class Database(Protocol):
 
 
 def json_text(value: Any) -> str:
-    """The text a JSON argument is stored as."""
-    return json.dumps(value, ensure_ascii=False)
+    """The text a JSON argument is stored as (compact UTF-8)."""
+    try:
+        # orjson: every acknowledgement stores Meta's message as JSON; ~20x faster than json.dumps.
+        return orjson.dumps(value).decode()
+    except TypeError:  # what only the standard library writes: lone surrogates, integers past 64 bits, int keys
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_value(text: str | bytes) -> Any:
+    """Python data from a JSON column's text."""
+    return orjson.loads(text)
 
 
 def iso(value: datetime | None) -> str | None:

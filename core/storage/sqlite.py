@@ -9,7 +9,6 @@ failing write fails. Every caller returns only after the commit that holds its w
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.storage.base import StoreUnavailable
-from core.storage.sql import Body, Json, Row, iso, json_text
+from core.storage.sql import Body, Json, Row, iso, json_text, json_value
 from core.storage.sql_store import SQLStore
 from core.storage.sqlite_checkpoint import DEFAULT_WAL_BYTES, Checkpointer
 
@@ -70,7 +69,7 @@ class SQLiteDialect:
         return datetime.fromisoformat(value) if value else None
 
     def json(self, value: Any) -> Any:
-        return json.loads(value) if value is not None else None
+        return json_value(value) if value is not None else None
 
 
 DIALECT = SQLiteDialect()
