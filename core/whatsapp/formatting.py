@@ -58,7 +58,8 @@ def to_whatsapp(markdown: str) -> str:
         blocks.append(match.group(1).rstrip("\n"))
         return f"\x00{len(blocks) - 1}\x00"
 
-    text = _CODE_BLOCK.sub(keep_block, markdown.replace("\r\n", "\n"))
+    # NUL marks the code blocks set aside below, and shows as nothing on a phone: a model's own NULs go.
+    text = _CODE_BLOCK.sub(keep_block, markdown.replace("\x00", "").replace("\r\n", "\n"))
     text = _BULLET.sub(r"\1- ", text)
     text = _ITALIC_STAR.sub(r"_\1_", text)
     text = _BOLD.sub(_bold, text)

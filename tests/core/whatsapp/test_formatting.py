@@ -25,6 +25,12 @@ class TestToWhatsApp:
     def test_code_blocks_are_kept_verbatim(self):
         assert to_whatsapp("Mirá:\n```python\nx = **y**\n```") == "Mirá:\n```x = **y**```"
 
+    @pytest.mark.parametrize(("markdown", "expected"), [
+        ("\x0012\x00", "12"), ("a \x003\x00 b", "a 3 b"), ("```\nx\n``` \x000\x00 **y**", "```x``` 0 *y*")])
+    def test_a_model_writing_nul_digits_nul_gets_its_text_back(self, markdown: str, expected: str):
+        # The placeholder of a set-aside code block is NUL<n>NUL: a model's own must not be taken for one.
+        assert to_whatsapp(markdown) == expected
+
 
 class TestSplitMessage:
     def test_short_text_is_one_part(self):
