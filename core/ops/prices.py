@@ -87,7 +87,7 @@ class PriceTable:
                 self._warn(model)
                 continue
             total += (prompt * price.input + completion * price.output) / 1_000_000
-        total = round(total, 6)
+        total = round(total, 10)  # float noise off, fractions of a cent kept
         return Cost(None, tuple(sorted(unpriced)), total) if unpriced else Cost(total, (), total)
 
     def _warn(self, model: str) -> None:
