@@ -58,13 +58,13 @@ def reply_to(app: RunningApp, graph: FakeGraph, wa_id: str, text: str) -> str:
 
 async def budget_emails(settings: Settings) -> int:
     """Budget emails decided so far, read from the app's own database."""
-    store = open_store(settings)
-    await store.open()
+    database = open_store(settings)
+    await database.open()
     try:
-        return await store.database.read(lambda tx: tx.fetchval(  # type: ignore[attr-defined]
+        return await database.database.read(lambda tx: tx.fetchval(  # type: ignore[attr-defined]
             "SELECT COUNT(*) FROM effects WHERE key = $1", BUDGET_EMAIL_KEY))
     finally:
-        await store.close()
+        await database.close()
 
 
 @pytest.mark.parametrize("budget", [{"monthly_budget_tokens": "20"}, {"monthly_budget_usd": "0.00001"}],

@@ -18,7 +18,7 @@ from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, Convers
 from core.clients import Client, ClientRegistry
 from core.conversation.takeover import send_operator_message, set_mode
 from core.errors import AppError, NotFound
-from core.ops.usage import BadPeriod, Figures, Report, usage_report
+from core.ops.usage import BadPeriod, Report, usage_report
 from core.services import Services, ServicesDep
 from core.storage.records import ConversationQuery, Mode
 
@@ -62,12 +62,12 @@ class UnprocessablePeriod(AppError):
 
 
 def _usage_read(client: Client, report: Report, conversation_id: int | None = None) -> UsageReport:
-    read = vars
+    """A usage report as the API answers it (each group's figures are the report's dataclass fields)."""
     return UsageReport(
         client=client.name, first=report.first, last=report.last, conversation_id=conversation_id,
-        days=[UsageDay(day=day, **read(item)) for day, item in report.days], totals=UsageFigures(**read(report.totals)),
+        days=[UsageDay(day=day, **vars(item)) for day, item in report.days], totals=UsageFigures(**vars(report.totals)),
         conversations=None if report.conversations is None else
-        [ConversationUsage(conversation_id=key, **read(item)) for key, item in report.conversations])
+        [ConversationUsage(conversation_id=key, **vars(item)) for key, item in report.conversations])
 
 
 def add_error_handlers(app: FastAPI) -> None:
