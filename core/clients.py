@@ -19,6 +19,7 @@ from core.errors import ConfigError
 from core.llm.instructions import ClassifiedPrompts, Instructions
 from core.llm.tools import ToolSet
 from core.notify.email import EmailSettings
+from core.ops.prices import PriceTable
 from core.sandbox import is_sandbox_number, sandbox_number
 from core.storage.records import Debounce
 
@@ -53,6 +54,11 @@ class ClientSettings(EmailSettings):
     vision: bool = False
     # Send what the model writes beside a tool call ("let me check…") before its answer, as a person would.
     send_text_beside_tools: bool = True
+    # Credits: past either budget this calendar month (UTC, from the usage ledger) the bot answers with
+    # budget_message instead of calling the model, and staff get one email a month (docs/usage.md).
+    monthly_budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    monthly_budget_tokens: int | None = Field(default=None, gt=0)
+    budget_message: str | None = None
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
@@ -70,7 +76,8 @@ class ClientSettings(EmailSettings):
         return value
 
     @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",
-                     "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds", mode="before")
+                     "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds",
+                     "monthly_budget_usd", "monthly_budget_tokens", "budget_message", mode="before")
     @classmethod
     def _blank_client_value_is_unset(cls, value: object) -> object:
         # Named apart from EmailSettings' validators: a same-named one here would silently replace the parent's.
@@ -270,7 +277,13 @@ def load_registry(specs: Iterable[ClientSpec], settings: Settings, env_file: Pat
     """Build every client from the environment and check the whole deployment's configuration."""
     registry = ClientRegistry(build_client(spec, settings, env_file) for spec in specs)
     secrets = registry.app_secrets() | ({settings.meta_app_secret.get_secret_value()} if settings.meta_app_secret else set())
+    prices = PriceTable(settings.model_prices)
     for client in registry:
+        unpriced = sorted({client.model, client.classifier_model} - {m for m in (client.model, client.classifier_model)
+                                                                      if prices.price(m) is not None})
+        if client.settings.monthly_budget_usd is not None and unpriced:
+            raise ConfigError(f"{client.env_prefix}MONTHLY_BUDGET_USD needs the price of {', '.join(unpriced)}: add it "
+                              "to MODEL_PRICES (JSON, USD per 1M tokens), or set a budget in tokens instead")
         if client.access_token and not client.app_secret:
             raise ConfigError(
                 f"{client.env_prefix}APP_SECRET or META_APP_SECRET must be set when {client.env_prefix}ACCESS_TOKEN is set: "

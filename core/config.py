@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict, SettingsError
+from pydantic_settings import NoDecode, SettingsConfigDict, SettingsError
 
 from core.errors import ConfigError
 from core.knowledge.settings import KnowledgeSettings
+from core.ops.prices import Price, parse_model_prices
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com/v26.0"
 
@@ -81,12 +82,21 @@ class Settings(KnowledgeSettings):
     api_docs: bool = False
     port: int = 8000
     clients_package: str = "clients"
+    # Prices of models beyond (or instead of) the defaults in core/ops/prices.py: JSON, USD per 1M tokens.
+    model_prices: Annotated[dict[str, Price], NoDecode] = {}
 
     @field_validator("openai_api_key", "openai_base_url", "openai_classifier_model", "meta_app_secret",
                      "whatsapp_verify_token", "sandbox_secret", "supabase_url", "supabase_service_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_model_prices(value) if value.strip() else {}
+        return value
 
     @field_validator("whatsapp_send_mode", mode="before")
     @classmethod

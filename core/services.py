@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Annotated
@@ -30,6 +30,8 @@ from core.llm.bounds import TurnBounds
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import ModelEndpoints
 from core.llm.transcription import OpenAITranscriber
+from core.ops.budget import BudgetGuard
+from core.ops.prices import PriceTable
 from core.storage.base import ClientDataStore, Store
 from core.storage.postgres import PostgresStore
 from core.storage.media import LocalMediaArchive, MediaArchive, SupabaseMediaArchive
@@ -60,6 +62,7 @@ class Services:
     outbox: Outbox
     # What signs deliveries to sandbox numbers (`python -m core chat`); None when no client is in sandbox mode.
     sandbox_secret: str | None = None
+    prices: PriceTable = field(default_factory=PriceTable)  # what model calls cost (defaults + MODEL_PRICES)
 
 
 def open_store(settings: Settings) -> Store:
@@ -160,7 +163,9 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                                  history_messages=settings.history_messages, max_failures=settings.turn_max_failures)
         owner = new_owner_id()
         effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
-        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick)
+        prices = PriceTable(settings.model_prices)
+        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
+                              budget=BudgetGuard(store, prices))
         scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_cap=settings.client_concurrency, held_back=held_back(registry, limiter),
@@ -174,7 +179,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
-            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret)
+            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices)
         finally:
             # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
             await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS))

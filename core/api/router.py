@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
 
 from annotated_types import Interval
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
-from core.api.schemas import BotSwitch, ClientHealth, ConversationRead, MessageRead, OperatorMessage
+from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, MessageRead,
+                              OperatorMessage, UsageDay, UsageFigures, UsageReport)
 from core.clients import Client, ClientRegistry
 from core.conversation.takeover import send_operator_message, set_mode
 from core.errors import AppError, NotFound
+from core.ops.usage import BadPeriod, Report, usage_report
 from core.services import Services, ServicesDep
 from core.storage.records import ConversationQuery, Mode
 
@@ -40,6 +43,31 @@ def _in_utc(value: datetime) -> datetime:
 
 
 UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
+def _iso_day(value: object) -> object:
+    """Only YYYY-MM-DD: a date parser would also take a timestamp or a time, and read it in some zone."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a day as YYYY-MM-DD (days are UTC)")
+    return value
+
+
+UtcDay = Annotated[date, BeforeValidator(_iso_day)]
+From = Annotated[UtcDay, Query(alias="from", description="first day, YYYY-MM-DD (UTC), included")]
+To = Annotated[UtcDay, Query(alias="to", description="last day, YYYY-MM-DD (UTC), included")]
+
+
+class UnprocessablePeriod(AppError):
+    status_code = 422
+
+
+def _usage_read(client: Client, report: Report, conversation_id: int | None = None) -> UsageReport:
+    """A usage report as the API answers it (each group's figures are the report's dataclass fields)."""
+    return UsageReport(
+        client=client.name, first=report.first, last=report.last, conversation_id=conversation_id,
+        days=[UsageDay(day=day, **vars(item)) for day, item in report.days], totals=UsageFigures(**vars(report.totals)),
+        conversations=None if report.conversations is None else
+        [ConversationUsage(conversation_id=key, **vars(item)) for key, item in report.conversations])
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -127,6 +155,32 @@ def build_client_router(client: Client) -> APIRouter:
         sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
                                            conversation_id, body.text, services.clock.now())
         return MessageRead.model_validate(sent, from_attributes=True)
+
+    @router.get("/usage", response_model_by_alias=True)
+    async def usage(services: ServicesDep, first: From, last: To,
+                    by: Annotated[Literal["day", "conversation"], Query(
+                        description="conversation: also each conversation's figures")] = "day") -> UsageReport:
+        """Per UTC day: conversations with a message, messages in and out, model calls, tokens and cost in USD;
+        with the totals (the sums over the conversations)."""
+        try:
+            report = await usage_report(services.store, services.prices, client.name, first, last,
+                                        by_conversation=by == "conversation")
+        except BadPeriod as error:
+            raise UnprocessablePeriod(str(error)) from None
+        return _usage_read(client, report)
+
+    @router.get("/conversations/{conversation_id}/usage", response_model_by_alias=True)
+    async def conversation_usage(services: ServicesDep, conversation_id: ConversationId, first: From,
+                                 last: To) -> UsageReport:
+        """The same figures for one conversation."""
+        if await services.store.get_conversation(client.name, conversation_id) is None:
+            raise NotFound(f"no conversation {conversation_id} for client {client.name}")
+        try:
+            report = await usage_report(services.store, services.prices, client.name, first, last,
+                                        conversation_id=conversation_id)
+        except BadPeriod as error:
+            raise UnprocessablePeriod(str(error)) from None
+        return _usage_read(client, report, conversation_id)
 
     async def _switch(services: Services, conversation_id: int, mode: Mode) -> ConversationRead:
         await set_mode(services.store, client, conversation_id, mode, services.clock.now())

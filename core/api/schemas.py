@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class ConversationRead(BaseModel):
@@ -66,3 +66,41 @@ class BotSwitch(BaseModel):
     """The client's bot on or off: off, new messages wait for a person (flagged) instead of being answered."""
 
     enabled: StrictBool
+
+
+class UsageFigures(BaseModel):
+    """What a client's bots did and spent in a period (days in UTC); `cost_usd` is null when a model in it has
+    no price (`unpriced_models` names them: add them to MODEL_PRICES)."""
+
+    conversations: int
+    messages_in: int
+    messages_out: int
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    unpriced_models: list[str] = []
+
+
+class UsageDay(UsageFigures):
+    day: date
+
+
+class ConversationUsage(UsageFigures):
+    conversation_id: int | None  # null: the conversations of people whose data was erased
+
+
+class UsageReport(BaseModel):
+    """Usage from `from` to `to` (UTC days, both included): each day, the totals, and (by=conversation) each
+    conversation."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    client: str
+    timezone: str = "UTC"
+    first: date = Field(serialization_alias="from")
+    last: date = Field(serialization_alias="to")
+    conversation_id: int | None = None
+    days: list[UsageDay]
+    totals: UsageFigures
+    conversations: list[ConversationUsage] | None = None

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TypeVar
 
@@ -17,8 +17,9 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
+from core.ops.budget import BudgetGuard, budget_email, budget_message
 from core.storage.base import LeaseLost, StoreUnavailable, TurnStore
-from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
+from core.storage.records import Claim, Conversation, Intent, ModelUsage, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.formatting import split_message, to_whatsapp
@@ -58,6 +59,7 @@ class _Spent:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    usage: list[ModelUsage] = field(default_factory=list)
 
 
 class Processor:
@@ -65,7 +67,7 @@ class Processor:
 
     def __init__(self, store: TurnStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
-                 effects: Callable[[], None] = lambda: None) -> None:
+                 effects: Callable[[], None] = lambda: None, budget: BudgetGuard | None = None) -> None:
         self._store = store
         self._clock = clock
         self._registry = registry
@@ -75,6 +77,7 @@ class Processor:
         self._outbox = outbox
         self._timing = timing
         self._effects = effects  # called after a turn stored effects: carry them out now
+        self._budget = budget  # clients past their monthly budget answer with their budget message
 
     async def process(self, claim: Claim) -> None:
         """Answer the claimed conversation; an unexpected failure releases it to be tried again later."""
@@ -102,7 +105,8 @@ class Processor:
     async def _after_failure(self, claim: Claim, error: Exception, spent: _Spent) -> None:
         """Try the batch again later; after `max_failures` attempts end it: the fallback once, and a flag."""
         conversation = claim.conversation
-        failures = await self._store.count_failure(claim, spent.prompt_tokens, spent.completion_tokens)
+        failures = await self._store.count_failure(claim, spent.prompt_tokens, spent.completion_tokens,
+                                                   usage=spent.usage, now=self._clock.now())
         if failures < self._timing.max_failures:
             await self._store.release(claim, retry_at=self._clock.now() + timedelta(seconds=self._timing.retry_seconds))
             return
@@ -173,20 +177,21 @@ class Processor:
             await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
             return
         batch_id = uuid.uuid4().hex
+        over_budget = await self._budget.exceeded(client, self._clock.now()) if self._budget is not None else None
         receipt = asyncio.Event()
         typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid,
                                                        receipt))
         try:
-            read = await self._media.read(client, sender, batch)
-            turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images, batch_id)
-            try:
-                result = await self._agent.run(turn)
-            except Exception as error:  # the user must not be left in silence: fallback, flag, log
-                log.error("llm.unavailable", exc_info=True,
-                          extra={**fields, "error": f"{type(error).__name__}: {error}"[:300]})
-                result = TurnResult(reply=client.fallback_message)
-                await self._store.flag(conversation.id, f"the model could not answer ({type(error).__name__})")
+            if over_budget is not None:
+                # Credits spent: no model call (nor transcription) until the month ends or the budget is raised.
+                log.warning("usage.over_budget", extra={**fields, "detail": over_budget})
+                result = TurnResult(reply=budget_message(client),
+                                    intents=budget_email(client, conversation, over_budget, self._clock.now()))
+                await self._store.flag(conversation.id, over_budget)
+            else:
+                result = await self._model_turn(claim, client, sender, batch, history, batch_id)
             spent.prompt_tokens, spent.completion_tokens = result.prompt_tokens, result.completion_tokens
+            spent.usage = result.usage
             if not result.reply:
                 log.warning("llm.empty_reply", extra=fields)
                 result = replace(result, reply=client.fallback_message)
@@ -204,7 +209,9 @@ class Processor:
                  for limit in result.limits]
         # The reply, the steps and every effect the tools decided: one transaction, so none happens twice or alone.
         stored = await self._store.save_turn(claim, batch, batch_id, [*notes, *result.steps, *outbound],
-                                             self._clock.now(), intents)
+                                             self._clock.now(), intents, result.usage)
+        # Stored with the turn: a failure after this point must not count them again.
+        spent.prompt_tokens, spent.completion_tokens, spent.usage = 0, 0, []
         if intents:
             self._effects()
         if result.handovers:
@@ -215,6 +222,20 @@ class Processor:
         if await self._outbox.deliver(client, sender, conversation, stored):
             log.info("conversation.replied", extra={**fields, "batch": len(batch), "parts": len(stored),
                                                     "category": result.category})
+
+    async def _model_turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage],
+                          history: list[StoredMessage], batch_id: str) -> TurnResult:
+        """The batch's media read, then the agent's answer; the fallback (and a flag) when the model fails."""
+        conversation = claim.conversation
+        read = await self._media.read(client, sender, batch)
+        turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images, batch_id)
+        try:
+            return await self._agent.run(turn)
+        except Exception as error:  # the user must not be left in silence: fallback, flag, log
+            log.error("llm.unavailable", exc_info=True, extra={"client": client.name, "conversation": conversation.id,
+                                                               "error": f"{type(error).__name__}: {error}"[:300]})
+            await self._store.flag(conversation.id, f"the model could not answer ({type(error).__name__})")
+            return TurnResult(reply=client.fallback_message)
 
     async def _reply_parts(self, client: Client, result: TurnResult) -> list[NewMessage]:
         """The reply (and, when the client sends them, the texts the model wrote beside its tool calls, first)."""

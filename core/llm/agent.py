@@ -23,7 +23,7 @@ from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import call_limited
 from core.llm.tools import ToolContext, Toolbox
 from core.retry import RetryPolicy
-from core.storage.records import Conversation, Intent, NewMessage, StoredMessage
+from core.storage.records import Conversation, Intent, ModelUsage, NewMessage, StoredMessage
 
 log = logging.getLogger("core.llm")
 
@@ -56,6 +56,7 @@ class TurnResult:
     category: str | None = None
     intents: list[Intent] = field(default_factory=list)  # what the tools decided: records, emails, hand-overs
     limits: list[str] = field(default_factory=list)  # the bounds this turn hit (core/llm/bounds.py)
+    usage: list[ModelUsage] = field(default_factory=list)  # model calls and their tokens, per model (usage ledger)
 
     @property
     def handovers(self) -> list[str]:
@@ -90,6 +91,15 @@ class OfflineResponder:
 class _Usage:
     prompt: int = 0
     completion: int = 0
+    by_model: dict[str, ModelUsage] = field(default_factory=dict)
+
+    def add(self, model: str, prompt: int, completion: int) -> None:
+        """One model call answered (with its tokens, when the provider reported them)."""
+        self.prompt += prompt
+        self.completion += completion
+        seen = self.by_model.get(model, ModelUsage(model, 0, 0, 0))
+        self.by_model[model] = ModelUsage(model, seen.calls + 1, seen.prompt_tokens + prompt,
+                                          seen.completion_tokens + completion)
 
 
 class OpenAIAgent:
@@ -145,7 +155,7 @@ class OpenAIAgent:
                     limits.append(f"reply characters: {self._bounds.reply_characters} (MAX_REPLY_CHARACTERS)")
                 return TurnResult(reply=reply, steps=steps, prompt_tokens=usage.prompt,
                                   completion_tokens=usage.completion, category=category,
-                                  intents=list(context.intents), limits=limits)
+                                  intents=list(context.intents), limits=limits, usage=list(usage.by_model.values()))
             records = [{"id": call.id, "type": "function",
                         "function": {"name": call.function.name, "arguments": call.function.arguments}}
                        for call in calls]
@@ -201,9 +211,8 @@ class OpenAIAgent:
                     log.warning("llm.retry", extra={"client": turn.client.name, "conversation": turn.conversation.id,
                                                     "attempt": number})
                 completion = await self._send(request)
-        if completion.usage:
-            usage.prompt += completion.usage.prompt_tokens
-            usage.completion += completion.usage.completion_tokens
+        tokens = completion.usage
+        usage.add(request["model"], tokens.prompt_tokens if tokens else 0, tokens.completion_tokens if tokens else 0)
         return completion.choices[0].message
 
     def _paced(self, error: BaseException) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
@@ -15,9 +15,12 @@ from core.storage.records import (
     InboundResult,
     Intent,
     Mode,
+    ModelUsage,
     NewMessage,
     StoredMessage,
     TurnInputs,
+    UsageGrouping,
+    UsageRow,
 )
 from core.webhook.events import InboundMessage, StatusUpdate
 
@@ -88,8 +91,10 @@ class TurnStore(ClaimStore, Sends, Protocol):
         """Record where a received file was archived."""
 
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
-                        now: datetime, intents: Sequence[Intent] = ()) -> list[StoredMessage]:
-        """Atomically mark the batch answered and store what the turn produced and decided, adding its tokens.
+                        now: datetime, intents: Sequence[Intent] = (),
+                        usage: Sequence[ModelUsage] = ()) -> list[StoredMessage]:
+        """Atomically mark the batch answered and store what the turn produced and decided, adding its tokens
+        (and its model calls, `usage`, to the usage ledger on `now`'s UTC day).
 
         Outbound messages are stored `pending` and returned, to be sent and then marked with `mark_sent`; a
         conversation taken over by an operator meanwhile gets none (returns []). Intents take effect in the same
@@ -106,8 +111,10 @@ class TurnStore(ClaimStore, Sends, Protocol):
     async def finish_turn(self, claim: Claim, now: datetime) -> None:
         """Release the lease; the conversation stays due only if messages arrived meanwhile."""
 
-    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int) -> int:
-        """One more failed attempt at the pending batch (its tokens added to the totals); returns how many so far.
+    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int,
+                            usage: Sequence[ModelUsage] = (), now: datetime | None = None) -> int:
+        """One more failed attempt at the pending batch (its tokens added to the totals, its model calls to the
+        usage ledger on `now`'s day); returns how many so far.
 
         A stored turn starts the count again. Raises LeaseLost when the claim no longer holds the conversation."""
 
@@ -182,7 +189,16 @@ class EffectStore(Flags, Protocol):
         """A conversation's effects in the order they were decided."""
 
 
-class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, Protocol):
+class UsageStore(Protocol):
+    """The usage ledger's sums: what a client's bots did and spent, by UTC day, conversation or in all."""
+
+    async def usage(self, client: str, first: date, last: date, by: UsageGrouping,
+                    conversation_id: int | None = None) -> list[UsageRow]:
+        """Per group (`by`) and model, the ledger's sums over the UTC days `first` to `last` (both included), of
+        one conversation when `conversation_id` is given."""
+
+
+class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -142,6 +142,9 @@ class Intent:
     kind: EffectKind
     key: str
     data: dict[str, Any]
+    # The effect's batch when it is keyed on something other than the turn (the budget email: once per client and
+    # month, whichever turn decides it first).
+    batch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,3 +164,33 @@ class Effect:
     due_at: datetime | None
     created_at: datetime
     done_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """What one turn spent on one model: how many calls and their tokens (for the usage ledger)."""
+
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+UsageGrouping = Literal["day", "conversation", "total"]
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Usage ledger sums for one model within one group: a day (`YYYY-MM-DD`), a conversation (None: erased), or all.
+
+    `model` is "" for what no model did (messages in and out); `conversations` counts conversations with a message
+    in or out (once per conversation; an erased one once per day it was active)."""
+
+    key: str | int | None
+    model: str
+    conversations: int
+    messages_in: int
+    messages_out: int
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int

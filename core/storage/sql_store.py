@@ -22,6 +22,7 @@ from core.storage.records import (
     InboundResult,
     Intent,
     Mode,
+    ModelUsage,
     NewMessage,
     StoredMessage,
     TurnInputs,
@@ -29,6 +30,7 @@ from core.storage.records import (
 from core.storage.rules import (applied_statuses, effect_outcome, inbound_handling, kept_after_turn, settled_at,
                                 stays_due)
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
+from core.storage.sql_usage import SENT_STATUSES, UsageSQL
 from core.webhook.events import InboundMessage, StatusUpdate
 
 # Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
@@ -67,7 +69,7 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-class SQLStore:
+class SQLStore(UsageSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:
@@ -125,6 +127,7 @@ class SQLStore:
                                               ELSE last_inbound_at END
                    WHERE id = $5""",
                 due_at, pending_since, now, message.wa_timestamp or now, conversation["id"])
+            await self._count_usage(tx, client, conversation["id"], now, messages_in=1)
             return InboundResult(conversation["id"], True, due_at)
 
         # Grouped with other acknowledgements, in the order of the conversation rows they lock.
@@ -239,7 +242,8 @@ class SQLStore:
             "UPDATE messages SET media_path = $1 WHERE id = $2", path, message_id))
 
     async def save_turn(self, claim: Claim, batch: list[StoredMessage], batch_id: str, produced: list[NewMessage],
-                        now: datetime, intents: Sequence[Intent] = ()) -> list[StoredMessage]:
+                        now: datetime, intents: Sequence[Intent] = (),
+                        usage: Sequence[ModelUsage] = ()) -> list[StoredMessage]:
         async def write(tx: Tx) -> list[StoredMessage]:
             conversation_id = claim.conversation.id
             row = await tx.fetchrow(f"SELECT mode, lease_owner FROM conversations WHERE id = $1 {self._d.row_lock}",
@@ -260,6 +264,7 @@ class SQLStore:
                        turn_failures = 0, updated_at = $3 WHERE id = $4""",
                 sum(item.prompt_tokens for item in produced), sum(item.completion_tokens for item in produced),
                 now, conversation_id)
+            await self._count_models(tx, claim.conversation.client, conversation_id, now, usage)
             await self._apply_intents(tx, claim.conversation, batch_id, intents, now)
             return sorted(outbound, key=lambda message: message.id)
 
@@ -273,6 +278,8 @@ class SQLStore:
         async def write(tx: Tx) -> None:
             if wamid:
                 await tx.serialize_on(wamid)
+            if status in SENT_STATUSES:
+                await self._count_sent(tx, message_id)
             client = await tx.fetchval(
                 """UPDATE messages SET wamid = $1, status = $2, error = $3 WHERE id = $4
                    RETURNING (SELECT client FROM conversations c WHERE c.id = messages.conversation_id)""",
@@ -303,11 +310,22 @@ class SQLStore:
 
         await self.database.write(write)
 
-    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int) -> int:
-        count = await self.database.write(lambda tx: tx.fetchval(
-            """UPDATE conversations SET turn_failures = turn_failures + 1, prompt_tokens = prompt_tokens + $1,
-                   completion_tokens = completion_tokens + $2 WHERE id = $3 AND lease_owner = $4 RETURNING turn_failures""",
-            prompt_tokens, completion_tokens, claim.conversation.id, claim.owner))
+    async def count_failure(self, claim: Claim, prompt_tokens: int, completion_tokens: int,
+                            usage: Sequence[ModelUsage] = (), now: datetime | None = None) -> int:
+        if usage and now is None:
+            raise ValueError("count_failure: the ledger needs `now` with `usage`")
+
+        async def write(tx: Tx) -> Any:
+            count = await tx.fetchval(
+                """UPDATE conversations SET turn_failures = turn_failures + 1, prompt_tokens = prompt_tokens + $1,
+                       completion_tokens = completion_tokens + $2 WHERE id = $3 AND lease_owner = $4
+                   RETURNING turn_failures""",
+                prompt_tokens, completion_tokens, claim.conversation.id, claim.owner)
+            if count is not None and now is not None:
+                await self._count_models(tx, claim.conversation.client, claim.conversation.id, now, usage)
+            return count
+
+        count = await self.database.write(write)
         if count is None:
             raise LeaseLost(f"conversation {claim.conversation.id} is no longer held by {claim.owner}")
         return int(count)
@@ -533,7 +551,8 @@ class SQLStore:
                 await tx.execute(
                     """INSERT INTO effects (client, conversation_id, batch_id, key, kind, data, due_at, created_at)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (batch_id, key) DO NOTHING""",
-                    conversation.client, conversation.id, batch_id, intent.key, intent.kind, Json(intent.data), now)
+                    conversation.client, conversation.id, intent.batch or batch_id, intent.key, intent.kind,
+                    Json(intent.data), now)
 
     # ---------------------------------------------------------------- rows to records
 

@@ -114,3 +114,22 @@ CREATE TABLE IF NOT EXISTS client_switches (
     bot_enabled  INTEGER NOT NULL DEFAULT 1,        -- 0: new messages are stored handled and flagged, not answered
     updated_at   TEXT    NOT NULL
 );
+
+-- The usage ledger: what a client's bots did and spent, per UTC day, conversation and model, added to in the same
+-- transaction as what it counts. Kept when messages are purged; erasing a person's conversation leaves its rows
+-- anonymous (conversation_id NULL), so the client's totals stay whole.
+CREATE TABLE IF NOT EXISTS usage_daily (
+    id                 INTEGER PRIMARY KEY,
+    client             TEXT    NOT NULL,
+    day                TEXT    NOT NULL,              -- YYYY-MM-DD, UTC
+    conversation_id    INTEGER REFERENCES conversations (id) ON DELETE SET NULL,
+    model              TEXT    NOT NULL DEFAULT '',   -- '' for messages in and out; else the model called
+    conversations      INTEGER NOT NULL DEFAULT 0,    -- 1 on the '' row: the conversation had a message that day
+    messages_in        INTEGER NOT NULL DEFAULT 0,
+    messages_out       INTEGER NOT NULL DEFAULT 0,    -- sent (or to the sandbox), counted on the day written
+    model_calls        INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens      INTEGER NOT NULL DEFAULT 0,
+    completion_tokens  INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (client, day, conversation_id, model)
+);
+CREATE INDEX IF NOT EXISTS usage_daily_conversation ON usage_daily (conversation_id);

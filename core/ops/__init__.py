@@ -1,0 +1,1 @@
+"""Operations: usage and cost, budgets."""
