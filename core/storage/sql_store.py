@@ -127,7 +127,8 @@ class SQLStore(UsageSQL):
                                               ELSE last_inbound_at END
                    WHERE id = $5""",
                 due_at, pending_since, now, message.wa_timestamp or now, conversation["id"])
-            await self._count_usage(tx, client, conversation["id"], now, messages_in=1)
+            if not answer:  # handled on arrival (silent, taken over, bot off); the rest count when their turn does
+                await self._count_usage(tx, client, conversation["id"], now, messages_in=1)
             return InboundResult(conversation["id"], True, due_at)
 
         # Grouped with other acknowledgements, in the order of the conversation rows they lock.
@@ -251,9 +252,10 @@ class SQLStore(UsageSQL):
             if row is None or row["lease_owner"] != claim.owner:
                 raise LeaseLost(f"conversation {conversation_id} is no longer held by {claim.owner}")
             produced_now = kept_after_turn(row["mode"], produced)
-            await tx.executemany(
-                "UPDATE messages SET processed_at = $1, batch_id = $2 WHERE id = $3 AND processed_at IS NULL",
-                [(now, batch_id, message.id) for message in batch])
+            handled = [await tx.fetchval(
+                "UPDATE messages SET processed_at = $1, batch_id = $2 WHERE id = $3 AND processed_at IS NULL "
+                "RETURNING created_at", now, batch_id, message.id) for message in batch]
+            await self._count_handled(tx, claim.conversation.client, conversation_id, handled)
             outbound = []
             for item in produced_now:
                 stored = await self._insert(tx, conversation_id, item, batch_id, now)
@@ -345,9 +347,7 @@ class SQLStore(UsageSQL):
                 return None
             if mode == "human":
                 # The operator now answers what was waiting, so the bot must not.
-                await tx.execute(
-                    "UPDATE messages SET processed_at = $1 WHERE conversation_id = $2 AND direction = 'in' AND processed_at IS NULL",
-                    now, conversation_id)
+                await self._hand_over_waiting(tx, client, conversation_id, now)
                 row = await tx.fetchrow(
                     """UPDATE conversations SET mode = 'human', human_since = COALESCE(human_since, $1), last_operator_at = $1,
                            due_at = NULL, pending_since = NULL, updated_at = $1 WHERE id = $2 RETURNING *""",
@@ -531,6 +531,12 @@ class SQLStore(UsageSQL):
         if changed:
             await tx.execute("UPDATE messages SET status = $1, error = $2 WHERE wamid = $3", status, Json(error), wamid)
 
+    async def _hand_over_waiting(self, tx: Tx, client: str, conversation_id: int, now: datetime) -> None:
+        """Mark the unanswered messages handled: a person answers them, not the bot."""
+        rows = await tx.fetch("UPDATE messages SET processed_at = $1 WHERE conversation_id = $2 AND direction = 'in' "
+                              "AND processed_at IS NULL RETURNING created_at", now, conversation_id)
+        await self._count_handled(tx, client, conversation_id, [row["created_at"] for row in rows])
+
     async def _apply_intents(self, tx: Tx, conversation: Conversation, batch_id: str, intents: Sequence[Intent],
                              now: datetime) -> None:
         """What the turn decided, in its own transaction: records and a hand-over now, emails into the outbox."""
@@ -542,8 +548,7 @@ class SQLStore(UsageSQL):
                     Json(intent.data["data"]), now, intent.data.get("ref"))
             elif intent.kind == "handover":
                 # As an operator's takeover: what was waiting is theirs now; the bot's unsent reply still goes out.
-                await tx.execute("UPDATE messages SET processed_at = $1 WHERE conversation_id = $2 AND direction = 'in' "
-                                 "AND processed_at IS NULL", now, conversation.id)
+                await self._hand_over_waiting(tx, conversation.client, conversation.id, now)
                 await tx.execute("""UPDATE conversations SET mode = 'human', human_since = COALESCE(human_since, $1),
                                         last_operator_at = $1, pending_since = NULL WHERE id = $2""",
                                  now, conversation.id)

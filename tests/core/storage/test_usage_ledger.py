@@ -34,15 +34,33 @@ async def turn(store: Store, now: datetime, usage: list[ModelUsage], replies: in
     return [claim, stored]
 
 
+async def answer_all(store: Store, now: datetime) -> None:
+    """Every due conversation answered by a turn that writes nothing (what handles its messages)."""
+    for claim in await store.claim_due("owner-a", now, 60, 100):
+        await store.save_turn(claim, await store.pending_batch(claim.conversation.id), f"b-{claim.conversation.id}",
+                              [], now)
+        await store.finish_turn(claim, now)
+
+
 class TestCounting:
-    async def test_a_message_in_counts_once_and_its_conversation_once_a_day(self, store: Store):
+    async def test_a_message_in_counts_once_when_handled_and_its_conversation_once_a_day(self, store: Store):
         await store.record_inbound("demo", inbound(wamid="wamid.U1"), DEBOUNCE, T0)
         await store.record_inbound("demo", inbound(wamid="wamid.U1"), DEBOUNCE, T0)  # Meta redelivers
         await store.record_inbound("demo", inbound(wamid="wamid.U2"), DEBOUNCE, T0 + timedelta(seconds=1))
         await store.record_inbound("demo", inbound(wamid="wamid.U3", user="5491155550099"), DEBOUNCE, T0)
+        assert (await totals(store))["messages_in"] == 0  # waiting for their turn: counted when it stores them
+        await answer_all(store, T0 + timedelta(seconds=30))
+        await answer_all(store, T0 + timedelta(seconds=40))  # nothing new: nothing counted twice
         figures = await totals(store)
         assert (figures["messages_in"], figures["conversations"]) == (3, 2)
         assert await store.usage("emprendemy", DAY, DAY, "total") == []
+
+    async def test_messages_a_person_answers_count_when_they_take_over_or_on_arrival(self, store: Store):
+        first = await store.record_inbound("demo", inbound(wamid="wamid.H1"), DEBOUNCE, T0)
+        assert await store.set_mode("demo", first.conversation_id, "human", T0 + timedelta(seconds=1)) is not None
+        assert (await totals(store))["messages_in"] == 1
+        await store.record_inbound("demo", inbound(wamid="wamid.H2"), DEBOUNCE, T0 + timedelta(seconds=2))
+        assert (await totals(store))["messages_in"] == 2  # taken over: handled as it arrives
 
     async def test_a_turn_adds_its_model_calls_per_model_and_its_sent_parts(self, store: Store):
         await store.record_inbound("demo", inbound(), DEBOUNCE, T0)
@@ -72,6 +90,7 @@ class TestCounting:
         # 23:30 in Buenos Aires is 02:30 the next day in UTC: the ledger counts it on the UTC day.
         evening = datetime(2026, 11, 22, 23, 30, tzinfo=timezone(timedelta(hours=-3)))
         await store.record_inbound("demo", inbound(at=evening), DEBOUNCE, evening)
+        await answer_all(store, evening + timedelta(hours=1))
         assert (await totals(store, date(2026, 11, 22), date(2026, 11, 22)))["messages_in"] == 0
         assert (await totals(store, date(2026, 11, 23), date(2026, 11, 23)))["messages_in"] == 1
 
@@ -83,6 +102,7 @@ class TestErasure:
         claim, stored = await turn(store, T0 + timedelta(seconds=5), [ModelUsage("gpt-5.4-mini", 1, 100, 10)])
         erased = claim.conversation.id
         assert erased != kept.conversation_id
+        await answer_all(store, T0 + timedelta(seconds=6))  # the kept person's message, handled too
         before = await totals(store)
 
         async def erase(tx):  # what erasure does to a person's rows (the retention/erasure work)
