@@ -53,6 +53,8 @@ class ClientSettings(EmailSettings):
     vision: bool = False
     # Send what the model writes beside a tool call ("let me check…") before its answer, as a person would.
     send_text_beside_tools: bool = True
+    # Days this client's message content and media are kept (unset: RETENTION_DAYS; 0: forever).
+    retention_days: int | None = Field(default=None, ge=0)
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
@@ -70,7 +72,8 @@ class ClientSettings(EmailSettings):
         return value
 
     @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",
-                     "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds", mode="before")
+                     "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds", "retention_days",
+                     mode="before")
     @classmethod
     def _blank_client_value_is_unset(cls, value: object) -> object:
         # Named apart from EmailSettings' validators: a same-named one here would silently replace the parent's.

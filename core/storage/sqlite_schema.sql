@@ -114,3 +114,15 @@ CREATE TABLE IF NOT EXISTS client_switches (
     bot_enabled  INTEGER NOT NULL DEFAULT 1,        -- 0: new messages are stored handled and flagged, not answered
     updated_at   TEXT    NOT NULL
 );
+
+-- Retention (issue 11): periodic jobs run by one process at a time; a run is claimed by moving started_at.
+CREATE TABLE IF NOT EXISTS scheduled_jobs (
+    name         TEXT PRIMARY KEY,                  -- e.g. retention
+    owner        TEXT NOT NULL,                     -- the process that claimed the last run
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT                               -- NULL while running, or when the run died
+);
+-- What retention still has to empty, oldest first; rows it has emptied leave these indexes.
+CREATE INDEX IF NOT EXISTS messages_content ON messages (created_at, id)
+    WHERE text IS NOT NULL OR payload IS NOT NULL OR error IS NOT NULL OR media_path IS NOT NULL;
+CREATE INDEX IF NOT EXISTS message_statuses_content ON message_statuses (client, recorded_at) WHERE payload <> '{}';

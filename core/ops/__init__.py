@@ -1,0 +1,1 @@
+"""Operations: what keeps a deployment healthy and within its promises (retention, …)."""
