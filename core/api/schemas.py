@@ -66,3 +66,14 @@ class BotSwitch(BaseModel):
     """The client's bot on or off: off, new messages wait for a person (flagged) instead of being answered."""
 
     enabled: StrictBool
+
+
+class ErasureRead(BaseModel):
+    """What erasing one person removed: rows per kind and archived files (other clients' copies are untouched)."""
+
+    conversations: int
+    messages: int
+    status_reports: int
+    records: int
+    effects: int
+    media_files: int

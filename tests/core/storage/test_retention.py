@@ -182,3 +182,22 @@ async def _emptied(store: Store, conversation_id: int) -> bool:
 async def _finished(store: Store) -> bool:
     found = await rows(store, "SELECT finished_at FROM scheduled_jobs WHERE name = 'retention'")
     return bool(found) and found[0]["finished_at"] is not None
+
+
+async def test_old_files_leave_the_supabase_bucket(store: Store):
+    from tests.fakes.server import serve
+    from tests.fakes.storage import FakeStorage
+    from core.storage.media import SupabaseMediaArchive
+
+    fake = FakeStorage()
+    with serve(fake.app) as url:
+        archive = SupabaseMediaArchive(url, "service-key", "media")
+        try:
+            old = await seed_person(store, archive, "demo", wa_id="5491100000007", tag="s1", at=T0)
+            recent = await seed_person(store, archive, "demo", wa_id="5491100000007", tag="s2", at=RECENT)
+            report = await purge(store, archive, retentions({"demo": None}, 14), NOW)
+        finally:
+            await archive.aclose()
+    assert report["demo"].media_files == 1
+    assert [f"media/{name}" for name in fake.names("media")] == [recent.media_path]
+    assert old.media_path != recent.media_path
