@@ -63,8 +63,11 @@ class RetentionSQL:
                                limit: int) -> list[ExpiredMessage]:
         start = after or (datetime.min.replace(tzinfo=before.tzinfo), 0)
         rows = await self.database.read(lambda tx: tx.fetch(
-            f"""SELECT m.id, m.created_at, m.media_path FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                WHERE {_HOLDS_CONTENT} AND m.created_at < $2 AND c.client = $1 AND {_SETTLED}
+            # The unary + keeps SQLite's planner off messages_timeline (which would read every message of the
+            # client): the partial index messages_content, oldest first, is the one to read.
+            f"""SELECT m.id, m.created_at, m.media_path FROM messages m
+                WHERE {_HOLDS_CONTENT} AND m.created_at < $2
+                  AND +m.conversation_id IN (SELECT id FROM conversations WHERE client = $1) AND {_SETTLED}
                   AND (m.created_at > $3 OR (m.created_at = $3 AND m.id > $4))
                 ORDER BY m.created_at, m.id LIMIT $5""", client, before, start[0], start[1], limit))
         return [ExpiredMessage(row["id"], self._d.time(row["created_at"]), row["media_path"])  # type: ignore[arg-type]
