@@ -4,7 +4,7 @@ copy of the same person, and other people, stay. Through the store, the REST API
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from core.storage.media import LocalMediaArchive, MediaArchive, SupabaseMediaArc
 from core.storage.postgres import PostgresStore
 from core.storage.sqlite import SQLiteStore
 from tests.conftest import EMPRENDEMY
-from tests.core.storage.test_store import new_store, store  # noqa: F401  (the fixtures: each test on both databases)
 from tests.fakes.server import serve
 from tests.fakes.storage import FakeStorage
 from tests.retention_data import PHOTO, Seeded, seed_person
@@ -29,6 +28,16 @@ T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 ERIN = "5491100000777"
 ERIN_ID = "US.13491208655302741918"
 NAME = "Erin Erasmus"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store of the test's own on each database: a SQLite file, then a fresh PostgreSQL database."""
+    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" else \
+        PostgresStore(request.getfixturevalue("postgres_url"))
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
