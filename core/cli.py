@@ -23,6 +23,7 @@ from core.knowledge.documents import clients_dir, knowledge_dir, load_documents,
 from core.knowledge.factory import build_retriever
 from core.knowledge.settings import KnowledgeSettings
 from core.sandbox import read_sandbox_secret
+from core.storage.base import StoreUnavailable
 from core.storage.migrate import main as run_migrations
 from core.worker import run_worker
 
@@ -115,7 +116,11 @@ def purge(args: argparse.Namespace) -> int:
     """Run the retention job on DATABASE_URL and the media archive, and print what it emptied per client."""
     from core.ops.maintenance import run_purge  # opens the store: only needed here
 
-    report = asyncio.run(run_purge(load_settings()))
+    try:
+        report = asyncio.run(run_purge(load_settings()))
+    except StoreUnavailable as error:
+        print(f"error: the store is unavailable, nothing was purged: {error}", file=sys.stderr)
+        return 1
     if not report:
         print("Nothing to purge: every client keeps its data forever (RETENTION_DAYS=0).")
     for client, (days, counts) in report.items():
@@ -136,6 +141,9 @@ def erase_contact_command(args: argparse.Namespace) -> int:
         erased = asyncio.run(run_erase(load_settings(), args.client, args.user_key))
     except AppError as error:
         print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as error:
+        print(f"error: the store is unavailable, nothing was erased: {error}", file=sys.stderr)
         return 1
     if erased is None:
         print(f"error: client {args.client} keeps nothing about {args.user_key}", file=sys.stderr)

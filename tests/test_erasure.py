@@ -273,3 +273,14 @@ def test_erase_and_purge_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert main(["erase", "emprendemy", ERIN]) == 1
     assert "keeps nothing about" in capsys.readouterr().err
     assert main(["erase", "Not A Client", ERIN]) == 2
+
+
+def test_the_commands_say_when_the_store_is_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture):
+    monkeypatch.chdir(tmp_path)
+    # A port nothing listens on: the connection is refused at once.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    assert main(["erase", "demo", ERIN]) == 1
+    assert "the store is unavailable, nothing was erased" in capsys.readouterr().err
+    assert main(["purge"]) == 1
+    assert "the store is unavailable, nothing was purged" in capsys.readouterr().err
