@@ -1,4 +1,4 @@
-"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat)."""
+"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat, purge, erase)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from core.chat import ChatError, ChatSession, ChatTarget, local_server, run_chat
 from core.config import Settings, describe_validation_error, load_settings
-from core.errors import ConfigError
+from core.errors import AppError, ConfigError
 from core.knowledge.base import Document, Retriever, SyncReport
 from core.knowledge.documents import clients_dir, knowledge_dir, load_documents, split_passages
 from core.knowledge.factory import build_retriever
 from core.knowledge.settings import KnowledgeSettings
 from core.sandbox import read_sandbox_secret
+from core.storage.base import StoreUnavailable
 from core.storage.migrate import main as run_migrations
 from core.worker import run_worker
 
@@ -98,7 +99,59 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--verbose", "-v", action="store_true", help="also show tool calls, category, tokens, timings")
     talk.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the last answer (default 120)")
     talk.set_defaults(run=chat)
+
+    purge_ = commands.add_parser("purge", help="run the retention job now: empty content older than each client's "
+                                               "RETENTION_DAYS (the servers run it daily)")
+    purge_.set_defaults(run=purge)
+
+    erase = commands.add_parser("erase", help="erase one person's data with one client (conversations, messages, "
+                                              "status reports, records, effects, archived media)")
+    erase.add_argument("client", help="the client's name, e.g. demo")
+    erase.add_argument("user_key", help="the person's wa_id (phone number as WhatsApp gives it) or business-scoped id")
+    erase.set_defaults(run=erase_contact_command)
     return parser
+
+
+def purge(args: argparse.Namespace) -> int:
+    """Run the retention job on DATABASE_URL and the media archive, and print what it emptied per client."""
+    from core.ops.maintenance import run_purge  # opens the store: only needed here
+
+    try:
+        report = asyncio.run(run_purge(load_settings()))
+    except StoreUnavailable as error:
+        print(f"error: the store is unavailable, nothing was purged: {error}", file=sys.stderr)
+        return 1
+    if not report:
+        print("Nothing to purge: every client keeps its data forever (RETENTION_DAYS=0).")
+    for client, (days, counts) in report.items():
+        print(f"{client} (kept {days} days): {counts.messages} message(s) emptied, {counts.media_files} media "
+              f"file(s) removed, {counts.status_reports} status report(s) and {counts.effects} effect(s) emptied"
+              + (f"; {counts.media_failures} file(s) could not be removed (see the log)" if counts.media_failures
+                 else ""))
+    return 1 if any(counts.media_failures for _, counts in report.values()) else 0
+
+
+def erase_contact_command(args: argparse.Namespace) -> int:
+    """Erase one person's data with one client and print what was removed."""
+    from core.ops.maintenance import run_erase
+
+    if not _NAME.fullmatch(args.client):
+        raise UsageError(f"{args.client!r} is not a client name (lower-case letters, digits and _)")
+    try:
+        erased = asyncio.run(run_erase(load_settings(), args.client, args.user_key))
+    except AppError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as error:
+        print(f"error: the store is unavailable, nothing was erased: {error}", file=sys.stderr)
+        return 1
+    if erased is None:
+        print(f"error: client {args.client} keeps nothing about {args.user_key}", file=sys.stderr)
+        return 1
+    print(f"Erased {args.user_key} from {args.client}: {erased.conversations} conversation(s), {erased.messages} "
+          f"message(s), {erased.status_reports} status report(s), {erased.records} record(s), {erased.effects} "
+          f"effect(s), {erased.media_files} media file(s).")
+    return 0
 
 
 def chat(args: argparse.Namespace) -> int:

@@ -59,6 +59,8 @@ class ClientSettings(EmailSettings):
     monthly_budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     monthly_budget_tokens: int | None = Field(default=None, gt=0)
     budget_message: str | None = None
+    # Days this client's message content and media are kept (unset: RETENTION_DAYS; 0: forever).
+    retention_days: int | None = Field(default=None, ge=0)
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
@@ -77,7 +79,7 @@ class ClientSettings(EmailSettings):
 
     @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",
                      "offline_message", "fallback_message", "debounce_seconds", "debounce_max_seconds",
-                     "monthly_budget_usd", "monthly_budget_tokens", "budget_message", mode="before")
+                     "monthly_budget_usd", "monthly_budget_tokens", "budget_message", "retention_days", mode="before")
     @classmethod
     def _blank_client_value_is_unset(cls, value: object) -> object:
         # Named apart from EmailSettings' validators: a same-named one here would silently replace the parent's.

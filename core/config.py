@@ -61,6 +61,8 @@ class Settings(KnowledgeSettings):
     # Calls in flight to one model endpoint at most; the limiter starts here and adapts to 429s. Unset: as above.
     llm_concurrency: int | None = Field(default=None, ge=1)
     housekeeping_seconds: float = Field(default=30.0, gt=0)
+    # Days message content, payloads and archived media are kept (the replaced platform's promise); 0: forever.
+    retention_days: int = Field(default=14, ge=0)
     # false in web processes when a separate `worker` process (Procfile) answers the conversations.
     run_scheduler: bool = True
     history_messages: int = Field(default=30, ge=0)

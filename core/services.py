@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Annotated
 
 import httpx
@@ -40,6 +39,7 @@ from core.whatsapp.client import GraphSender
 from core.whatsapp.pacing import Pacer
 from core.effects.runner import EffectRunner
 from core.notify.email import SmtpMailer
+from core.ops.retention import RetentionJob
 from core.retry import RetryPolicy
 from core.sandbox import sandbox_secret
 from core.toolbox import ServiceToolbox
@@ -63,6 +63,8 @@ class Services:
     # What signs deliveries to sandbox numbers (`python -m core chat`); None when no client is in sandbox mode.
     sandbox_secret: str | None = None
     prices: PriceTable = field(default_factory=PriceTable)  # what model calls cost (defaults + MODEL_PRICES)
+    # Where received files are archived (erasure removes a person's).
+    media_archive: MediaArchive | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -166,10 +168,16 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         prices = PriceTable(settings.model_prices)
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
                               budget=BudgetGuard(store, prices))
+        retention = RetentionJob(store, archive, {client.name: client.settings.retention_days for client in registry},
+                                 settings.retention_days, clock, owner)
+
+        async def housekeeping() -> None:
+            await release_idle_takeovers(store, registry, clock)
+            await retention.tick()  # the daily purge, in the background, by one process of all
         scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_cap=settings.client_concurrency, held_back=held_back(registry, limiter),
-                              housekeeping=partial(release_idle_takeovers, store, registry, clock),
+                              housekeeping=housekeeping,
                               housekeeping_seconds=settings.housekeeping_seconds, effects=effects.kick, owner=owner)
         if limiter is not None:
             limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
@@ -179,10 +187,11 @@ async def run_services(settings: Settings, registry: ClientRegistry,
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
-            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices)
+            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices, archive)
         finally:
             # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
-            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS))
+            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS),
+                                 retention.stop())
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

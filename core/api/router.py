@@ -13,9 +13,10 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
-from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, MessageRead,
+from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, ErasureRead, MessageRead,
                               OperatorMessage, UsageDay, UsageFigures, UsageReport)
 from core.clients import Client, ClientRegistry
+from core.contacts.erasure import erase_contact
 from core.conversation.takeover import send_operator_message, set_mode
 from core.errors import AppError, NotFound
 from core.ops.usage import BadPeriod, Report, usage_report
@@ -27,6 +28,8 @@ Int64 = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
 Limit = Annotated[Int64, Query(ge=1, le=500)]
 Offset = Annotated[Int64, Query(ge=0)]
 ConversationId = Annotated[Int64, Path()]
+# A wa_id or a business-scoped user id (e.g. US.13491208655302741918), as the conversation list shows it.
+UserKey = Annotated[str, Path(min_length=1, max_length=256)]
 log = logging.getLogger("core.api")
 # "Active": a message written or answered within this long before now (the app's clock).
 ACTIVE_WINDOW = timedelta(hours=24)
@@ -181,6 +184,18 @@ def build_client_router(client: Client) -> APIRouter:
         except BadPeriod as error:
             raise UnprocessablePeriod(str(error)) from None
         return _usage_read(client, report, conversation_id)
+    @router.delete("/contacts/{user_key}")
+    async def erase(services: ServicesDep, user_key: UserKey) -> ErasureRead:
+        """Erase one person (by wa_id or user id): their conversations, messages, status reports, records, effects
+        and archived files with this client. 404 when nothing is kept about them; 502 when the archive fails."""
+        archive = services.media_archive
+        assert archive is not None  # run_services always gives one
+        erased = await erase_contact(services.store, archive, client.name, user_key)
+        if erased is None:
+            raise NotFound(f"no contact {user_key} for client {client.name}")
+        return ErasureRead(conversations=erased.conversations, messages=erased.messages,
+                           status_reports=erased.status_reports, records=erased.records, effects=erased.effects,
+                           media_files=erased.media_files)
 
     async def _switch(services: Services, conversation_id: int, mode: Mode) -> ConversationRead:
         await set_mode(services.store, client, conversation_id, mode, services.clock.now())

@@ -104,3 +104,12 @@ class UsageReport(BaseModel):
     days: list[UsageDay]
     totals: UsageFigures
     conversations: list[ConversationUsage] | None = None
+class ErasureRead(BaseModel):
+    """What erasing one person removed: rows per kind and archived files (other clients' copies are untouched)."""
+
+    conversations: int
+    messages: int
+    status_reports: int
+    records: int
+    effects: int
+    media_files: int

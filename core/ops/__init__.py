@@ -1,1 +1,1 @@
-"""Operations: usage and cost, budgets."""
+"""Operations: usage and cost, budgets, retention: what keeps a deployment healthy and within its promises."""

@@ -22,6 +22,7 @@ from core.storage.records import (
     UsageGrouping,
     UsageRow,
 )
+from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
 from core.webhook.events import InboundMessage, StatusUpdate
 
 
@@ -198,7 +199,42 @@ class UsageStore(Protocol):
         one conversation when `conversation_id` is given."""
 
 
-class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, Protocol):
+class RetentionStore(Protocol):
+    """Retention (content past a client's retention emptied, rows and counts kept) and erasing one person."""
+
+    async def claim_job(self, name: str, owner: str, now: datetime, not_since: datetime) -> bool:
+        """Take the next run of a periodic job unless a run started after `not_since`; one process wins."""
+
+    async def finish_job(self, name: str, owner: str, now: datetime) -> None:
+        """Note that `owner`'s run of the job ended."""
+
+    async def stored_clients(self) -> list[str]:
+        """Every client with a conversation in the store."""
+
+    async def expired_messages(self, client: str, before: datetime, after: tuple[datetime, int] | None,
+                               limit: int) -> list[ExpiredMessage]:
+        """Up to `limit` of the client's settled messages created before `before` that still hold content, in
+        (created_at, id) order after the cursor `after`."""
+
+    async def clear_messages(self, ids: Sequence[int], *, media: bool) -> int:
+        """Empty text, payload and error of these messages (and media_path when their files are gone)."""
+
+    async def clear_status_payloads(self, client: str, before: datetime, limit: int) -> int:
+        """Empty the payload of up to `limit` of the client's status reports recorded before `before`."""
+
+    async def clear_effect_data(self, client: str, before: datetime, limit: int) -> int:
+        """Empty data and last error of up to `limit` of the client's settled effects created before `before`."""
+
+    async def contact_data(self, client: str, user_key: str) -> ContactData:
+        """One person's conversations with the client (by user key, wa_id or user_id) and their archived files."""
+
+    async def erase_contact(self, client: str, user_key: str) -> Erasure:
+        """Delete, in one transaction, the person's conversations with the client and every row that refers to
+        them (messages, status reports, records, effects); tables in ANONYMISE_ON_ERASE lose the reference."""
+
+
+class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
+            Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

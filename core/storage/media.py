@@ -10,6 +10,8 @@ import hashlib
 import logging
 import mimetypes
 import re
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +35,8 @@ _PASSIVE_TYPES = frozenset({
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 })
 _INERT = "application/octet-stream"
+# Supabase Storage removes at most 1000 objects per request (its "Delete Objects" guide); lists are paged too.
+_STORAGE_BATCH = 1000
 
 
 def archived_type(mime_type: str) -> str:
@@ -51,11 +55,22 @@ def archive_path(client: str, conversation_id: int, wamid: str, mime_type: str) 
     return f"{client}/{conversation_id}/{_UNSAFE.sub('_', wamid)[:100]}-{digest}{extension}"
 
 
+def conversation_folder(client: str, conversation_id: int) -> str:
+    """The folder (or object prefix) that holds every file archived from one conversation."""
+    return f"{client}/{conversation_id}"
+
+
 class MediaArchive(Protocol):
     name: str
 
     async def save(self, client: str, conversation_id: int, wamid: str, media: Media) -> str:
         """Keep a received file; returns the path to store on its message."""
+
+    async def remove(self, paths: Sequence[str]) -> int:
+        """Delete archived files by the paths `save` returned; those already gone are skipped. How many went."""
+
+    async def remove_conversation(self, client: str, conversation_id: int) -> int:
+        """Delete every file archived from a conversation; how many there were."""
 
     async def aclose(self) -> None: ...
 
@@ -79,6 +94,36 @@ class LocalMediaArchive:
         await asyncio.to_thread(write)
         return relative
 
+    async def remove(self, paths: Sequence[str]) -> int:
+        return await asyncio.to_thread(self._remove, list(paths))
+
+    async def remove_conversation(self, client: str, conversation_id: int) -> int:
+        folder = self._inside(conversation_folder(client, conversation_id))
+
+        def remove() -> int:
+            if folder is None or not folder.is_dir():
+                return 0
+            count = sum(1 for item in folder.rglob("*") if item.is_file())
+            shutil.rmtree(folder)
+            return count
+
+        return await asyncio.to_thread(remove)
+
+    def _remove(self, paths: list[str]) -> int:
+        removed = 0
+        for path in paths:
+            target = self._inside(path)
+            if target is not None and target.is_file():
+                target.unlink()
+                removed += 1
+        return removed
+
+    def _inside(self, relative: str) -> Path | None:
+        """The file a stored path names, or None when it would lead outside the archive's folder."""
+        root = self._root.resolve()
+        target = (root / relative).resolve()
+        return target if target != root and target.is_relative_to(root) else None
+
     async def aclose(self) -> None:
         pass
 
@@ -96,18 +141,46 @@ class SupabaseMediaArchive:
         self._http = httpx.AsyncClient(timeout=timeout)
         self._client = None
 
-    async def _storage(self):
+    async def _storage(self, bucket: str | None = None):
         if self._client is None:
             from supabase import AsyncClientOptions, acreate_client
 
             self._client = await acreate_client(self._url, self._key, AsyncClientOptions(httpx_client=self._http))
-        return self._client.storage.from_(self._bucket)
+        return self._client.storage.from_(bucket or self._bucket)
 
     async def save(self, client: str, conversation_id: int, wamid: str, media: Media) -> str:
         relative = archive_path(client, conversation_id, wamid, media.mime_type)
         bucket = await self._storage()
         await bucket.upload(relative, media.content, {"content-type": archived_type(media.mime_type), "upsert": "true"})
         return f"{self._bucket}/{relative}"
+
+    async def remove(self, paths: Sequence[str]) -> int:
+        # A stored path is `<bucket>/<object>`: the bucket it was saved in, even if SUPABASE_MEDIA_BUCKET changed.
+        by_bucket: dict[str, list[str]] = {}
+        for path in paths:
+            bucket, _, name = path.partition("/")
+            if name:
+                by_bucket.setdefault(bucket, []).append(name)
+        removed = 0
+        for bucket, names in by_bucket.items():
+            storage = await self._storage(bucket)
+            for start in range(0, len(names), _STORAGE_BATCH):
+                removed += len(await storage.remove(names[start:start + _STORAGE_BATCH]))
+        return removed
+
+    async def remove_conversation(self, client: str, conversation_id: int) -> int:
+        folder = conversation_folder(client, conversation_id)
+        storage = await self._storage()
+        removed = 0
+        while True:  # each pass removes what it listed, so the next lists what is left
+            listed = await storage.list(folder, {"limit": _STORAGE_BATCH, "offset": 0})
+            names = [f"{folder}/{item['name']}" for item in listed if item.get("id") is not None]
+            if not names:
+                return removed
+            gone = len(await storage.remove(names))
+            if not gone:
+                raise RuntimeError(f"Supabase Storage listed {len(names)} file(s) under {folder} but removed none")
+            removed += gone
 
     async def aclose(self) -> None:
         await self._http.aclose()

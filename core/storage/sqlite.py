@@ -154,8 +154,9 @@ class SQLiteDatabase:
             # messages, their indexes) are read without a system call (acknowledgements: about +6 %).
             db.execute("PRAGMA cache_size=-65536")
             db.execute("PRAGMA mmap_size=268435456")
-            db.executescript(SCHEMA)
+            # Columns first: the schema's indexes may name a column an older file's table lacks.
             _add_missing_columns(db)
+            db.executescript(SCHEMA)
             return db
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
@@ -269,5 +270,6 @@ _LATER_COLUMNS = [("messages", "media_path", "TEXT"), ("client_records", "ref", 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring an older laptop database up to the schema (CREATE TABLE IF NOT EXISTS leaves old tables as they are)."""
     for table, column, declaration in _LATER_COLUMNS:
-        if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+        existing = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+        if existing and column not in existing:  # no table yet: the schema creates it whole
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")

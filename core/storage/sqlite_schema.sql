@@ -133,3 +133,14 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     UNIQUE (client, day, conversation_id, model)
 );
 CREATE INDEX IF NOT EXISTS usage_daily_conversation ON usage_daily (conversation_id);
+-- Retention (issue 11): periodic jobs run by one process at a time; a run is claimed by moving started_at.
+CREATE TABLE IF NOT EXISTS scheduled_jobs (
+    name         TEXT PRIMARY KEY,                  -- e.g. retention
+    owner        TEXT NOT NULL,                     -- the process that claimed the last run
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT                               -- NULL while running, or when the run died
+);
+-- What retention still has to empty, oldest first; rows it has emptied leave these indexes.
+CREATE INDEX IF NOT EXISTS messages_content ON messages (created_at, id)
+    WHERE text IS NOT NULL OR payload IS NOT NULL OR error IS NOT NULL OR media_path IS NOT NULL;
+CREATE INDEX IF NOT EXISTS message_statuses_content ON message_statuses (client, recorded_at) WHERE payload <> '{}';

@@ -1,0 +1,1 @@
+"""The people of a client: erasing one person's data."""
