@@ -1,4 +1,4 @@
-"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat)."""
+"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat, user)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import keyword
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from core.chat import ChatError, ChatSession, ChatTarget, local_server, run_chat
 from core.config import Settings, describe_validation_error, load_settings
+from core.console.cli import AccountError, add_parser as add_user_parser
 from core.errors import ConfigError
 from core.knowledge.base import Document, Retriever, SyncReport
 from core.knowledge.documents import clients_dir, knowledge_dir, load_documents, split_passages
@@ -98,7 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--verbose", "-v", action="store_true", help="also show tool calls, category, tokens, timings")
     talk.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the last answer (default 120)")
     talk.set_defaults(run=chat)
+
+    add_user_parser(commands, _account_errors_are_usage_errors)
     return parser
+
+
+def _account_errors_are_usage_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except AccountError as error:
+            raise UsageError(str(error)) from error
+
+    return run
 
 
 def chat(args: argparse.Namespace) -> int:
