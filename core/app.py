@@ -82,6 +82,6 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     add_webhook_routes(app)
     app.include_router(health_router)
     app.include_router(sandbox_router)
-    add_console(app, settings)
+    add_console(app, settings, clock)
     ClientApps().mount_all(app, registry)
     return app

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from core.clients import Client
+from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.console.passwords import check_password_async
 from core.console.session import LoginLimiter, Session, SessionCookies
@@ -39,16 +40,17 @@ ClientName = Annotated[str, Path(max_length=64)]
 ConversationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def add_console(app: FastAPI, settings: Settings) -> None:
+def add_console(app: FastAPI, settings: Settings, clock: Clock | None = None) -> None:
     """Serve the console's pages and its static files under /console."""
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    app.include_router(build_console_router(settings), prefix="/console", include_in_schema=False)
+    app.include_router(build_console_router(settings, clock or SystemClock()), prefix="/console",
+                       include_in_schema=False)
 
 
-def build_console_router(settings: Settings) -> APIRouter:
+def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     router = APIRouter()
     templates = Jinja2Templates(directory=HERE / "templates")
-    cookies = SessionCookies(settings)
+    cookies = SessionCookies(settings, clock)
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         response = templates.TemplateResponse(request, name, context, status_code=status_code)

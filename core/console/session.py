@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from fastapi import Request, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
+from core.clock import Clock
 from core.config import Settings
 from core.console.secret import console_secret
 from core.storage.accounts import ConsoleUser
@@ -35,13 +36,22 @@ class Session:
 class SessionCookies:
     """Issues and reads the console's cookies; the signing key is read (or made) on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self._settings = settings
+        self._clock = clock
         self.max_age = int(settings.console_session_hours * 3600)
 
     @cached_property
     def _serializer(self) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(console_secret(self._settings), salt="console-session")
+        clock = self._clock
+
+        class ClockSigner(TimestampSigner):
+            """Signs and ages cookies by the app's clock, not the machine's (tests move it)."""
+
+            def get_timestamp(self) -> int:
+                return int(clock.now().timestamp())
+
+        return URLSafeTimedSerializer(console_secret(self._settings), salt="console-session", signer=ClockSigner)
 
     def start(self, response: Response, request: Request, user: ConsoleUser) -> None:
         """Log `user` in: a new cookie with a new CSRF token (a session never outlives its login)."""
