@@ -16,6 +16,8 @@ from core.api.sandbox import router as sandbox_router
 from core.clients import ClientRegistry, discover, load_registry
 from core.clock import Clock
 from core.config import Settings, load_settings
+from core.console.routes import add_console
+from core.console.startup import say_how_to_log_in
 from core.health import router as health_router
 from core.heap import freeze_startup_objects
 from core.logs import configure_logging
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
         # Sub-apps run no lifespan of their own: shared resources live here and reach them via request.state.
         async with run_services(settings, registry, clock) as services:
             log.info("app.started", extra={"clients": ",".join(c.name for c in registry) or "none"})
+            await say_how_to_log_in(services.store, settings)
             if server:
                 freeze_startup_objects()
             yield {"services": services, "warnings": [warning.text for warning in warnings]}
@@ -79,5 +82,6 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     add_webhook_routes(app)
     app.include_router(health_router)
     app.include_router(sandbox_router)
+    add_console(app, settings, clock)
     ClientApps().mount_all(app, registry)
     return app

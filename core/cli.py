@@ -1,4 +1,4 @@
-"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat, purge, erase)."""
+"""`python -m core`: operator commands (knowledge sync, new-client, migrate, worker, chat, purge, erase, user)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import keyword
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from core.chat import ChatError, ChatSession, ChatTarget, local_server, run_chat
 from core.config import Settings, describe_validation_error, load_settings
+from core.console.cli import AccountError, add_parser as add_user_parser
 from core.errors import AppError, ConfigError
 from core.knowledge.base import Document, Retriever, SyncReport
 from core.knowledge.documents import clients_dir, knowledge_dir, load_documents, split_passages
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("client", help="the client's name, e.g. demo")
     erase.add_argument("user_key", help="the person's wa_id (phone number as WhatsApp gives it) or business-scoped id")
     erase.set_defaults(run=erase_contact_command)
+    add_user_parser(commands, _account_errors_are_usage_errors)
     return parser
 
 
@@ -152,6 +154,16 @@ def erase_contact_command(args: argparse.Namespace) -> int:
           f"message(s), {erased.status_reports} status report(s), {erased.records} record(s), {erased.effects} "
           f"effect(s), {erased.media_files} media file(s).")
     return 0
+
+
+def _account_errors_are_usage_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except AccountError as error:
+            raise UsageError(str(error)) from error
+
+    return run
 
 
 def chat(args: argparse.Namespace) -> int:

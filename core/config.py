@@ -83,12 +83,21 @@ class Settings(KnowledgeSettings):
     # /docs, /redoc and /openapi.json of the root app; off, so nothing unauthenticated describes the deployment.
     api_docs: bool = False
     port: int = 8000
+    # Signs the console's session cookies; unset: a random one kept in data/console_secret (one machine only).
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Failed console logins allowed per email, and per address, within the window; then refused until it passes.
+    console_login_max_failures: int = Field(default=5, ge=1)
+    console_login_max_failures_per_ip: int = Field(default=30, ge=1)
+    console_login_window_minutes: float = Field(default=15.0, gt=0)
+    # How often an open console page's live connection asks the store for changes.
+    console_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     clients_package: str = "clients"
     # Prices of models beyond (or instead of) the defaults in core/ops/prices.py: JSON, USD per 1M tokens.
     model_prices: Annotated[dict[str, Price], NoDecode] = {}
 
     @field_validator("openai_api_key", "openai_base_url", "openai_classifier_model", "meta_app_secret",
-                     "whatsapp_verify_token", "sandbox_secret", "supabase_url", "supabase_service_key", mode="before")
+                     "whatsapp_verify_token", "sandbox_secret", "console_secret", "supabase_url", "supabase_service_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -114,6 +123,13 @@ class Settings(KnowledgeSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("console_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("use at least 32 random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -24,6 +24,7 @@ from core.storage.records import (
 )
 from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
 from core.webhook.events import InboundMessage, StatusUpdate
+from core.storage.accounts import ConsoleRole, ConsoleUser, LoginScope
 
 
 class StoreUnavailable(Exception):
@@ -233,11 +234,42 @@ class RetentionStore(Protocol):
         them (messages, status reports, records, effects); tables in ANONYMISE_ON_ERASE lose the reference."""
 
 
+class ConsoleStore(Protocol):
+    """The console's accounts and its failed logins (kept in the store, so every web process counts the same)."""
+
+    async def add_console_user(self, email: str, password_hash: str, role: ConsoleRole, client: str | None,
+                               now: datetime) -> ConsoleUser | None:
+        """Create an account (email stored lower case); None when the email is taken."""
+
+    async def get_console_user(self, user_id: int) -> ConsoleUser | None: ...
+
+    async def find_console_user(self, email: str) -> ConsoleUser | None:
+        """The account of an email, any case."""
+
+    async def list_console_users(self) -> list[ConsoleUser]:
+        """Every account, by email."""
+
+    async def remove_console_user(self, email: str) -> bool:
+        """Delete an account; False when there was none."""
+
+    async def count_console_users(self) -> int: ...
+
+    async def add_login_failure(self, keys: dict[LoginScope, str], now: datetime, forget_before: datetime) -> None:
+        """Count a failed login against each key (an email, an address); failures before `forget_before` go."""
+
+    async def count_login_failures(self, scope: LoginScope, key: str, since: datetime) -> int:
+        """Failed logins of one email or address at or after `since`."""
+
+    async def clear_login_failures(self, scope: LoginScope, key: str) -> None:
+        """Forget an email's failures (after it logged in)."""
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            Protocol):
+            ConsoleStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:
         """Connect; SQLite creates its schema when missing, Postgres refuses a database not migrated yet."""
 
     async def close(self) -> None: ...
+

@@ -32,6 +32,7 @@ from core.storage.rules import (applied_statuses, effect_outcome, inbound_handli
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
 from core.storage.sql_usage import SENT_STATUSES, UsageSQL
 from core.storage.sql_retention import RetentionSQL
+from core.storage.sql_console import ConsoleSQL
 from core.webhook.events import InboundMessage, StatusUpdate
 
 # Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
@@ -70,7 +71,7 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-class SQLStore(UsageSQL, RetentionSQL):
+class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:

@@ -144,3 +144,22 @@ CREATE TABLE IF NOT EXISTS scheduled_jobs (
 CREATE INDEX IF NOT EXISTS messages_content ON messages (created_at, id)
     WHERE text IS NOT NULL OR payload IS NOT NULL OR error IS NOT NULL OR media_path IS NOT NULL;
 CREATE INDEX IF NOT EXISTS message_statuses_content ON message_statuses (client, recorded_at) WHERE payload <> '{}';
+-- Accounts of the web console (/console): platform admins (client NULL) and one client's operators or viewers.
+CREATE TABLE IF NOT EXISTS console_users (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    email          TEXT    NOT NULL UNIQUE,         -- lower case
+    password_hash  TEXT    NOT NULL,                -- argon2id, with its parameters and salt
+    role           TEXT    NOT NULL,                -- admin, operator, viewer
+    client         TEXT,                            -- the one client staff see; NULL for admins
+    disabled       INTEGER NOT NULL DEFAULT 0,
+    created_at     TEXT    NOT NULL
+);
+
+-- Failed console logins, per email and per address, counted over a window (every web process shares them).
+CREATE TABLE IF NOT EXISTS console_login_failures (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope      TEXT NOT NULL,                        -- email or ip
+    key        TEXT NOT NULL,
+    failed_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_login_failures_key ON console_login_failures (scope, key, failed_at);

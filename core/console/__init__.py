@@ -1,0 +1,1 @@
+"""The web console under /console: accounts, sessions, server-rendered pages and live updates."""

@@ -1,0 +1,268 @@
+"""The console's pages under /console: login, a client's inbox, a conversation and its operator actions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from core.clients import Client
+from core.clock import Clock, SystemClock
+from core.config import Settings
+from core.console.passwords import check_password_async
+from core.console.session import LoginLimiter, Session, SessionCookies
+from core.console.view import ACTIVE_WINDOW, STATE_LABELS, bubbles, inbox_item
+from core.conversation.takeover import send_operator_message, set_mode
+from core.errors import AppError
+from core.services import Services, ServicesDep
+from core.storage.records import ConversationQuery
+
+log = logging.getLogger("core.console")
+HERE = FilePath(__file__).parent
+PAGE_SIZE = 50
+MESSAGES_SHOWN = 500
+# A live connection ends after this long and the browser's EventSource reconnects: a server shutting down waits for
+# open responses, and Heroku's router closes a response that sends nothing for 55 s.
+STREAM_SECONDS = 50.0
+HEARTBEAT_SECONDS = 15.0
+Filter = Literal["all", "attention", "human"]
+Action = Literal["takeover", "release", "resolve", "reply"]
+ClientName = Annotated[str, Path(max_length=64)]
+ConversationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def add_console(app: FastAPI, settings: Settings, clock: Clock | None = None) -> None:
+    """Serve the console's pages and its static files under /console."""
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(build_console_router(settings, clock or SystemClock()), prefix="/console",
+                       include_in_schema=False)
+
+
+def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
+    router = APIRouter()
+    templates = Jinja2Templates(directory=HERE / "templates")
+    cookies = SessionCookies(settings, clock)
+
+    def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        response = templates.TemplateResponse(request, name, context, status_code=status_code)
+        # Pages show private conversations: never from a shared cache, never inside another site's frame.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+        return response
+
+    def refuse(request: Request, session: Session | None, status_code: int, reason: str) -> HTMLResponse:
+        return page(request, "error.html", {"session": session, "status": status_code, "reason": reason}, status_code)
+
+    def to_login() -> RedirectResponse:
+        return RedirectResponse("/console/login", status_code=303)
+
+    def visible(services: Services, session: Session, name: str) -> Client | None:
+        """The client when this account may see it; None is answered 404, as for a client that does not exist."""
+        client = services.registry.get(name)
+        return client if client is not None and session.user.sees(name) else None
+
+    @router.get("")
+    @router.get("/")
+    async def home(request: Request, services: ServicesDep) -> Response:
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        names = _clients_of(services, session)
+        if not names:
+            return refuse(request, session, 404, "This account's client is not served here.")
+        return RedirectResponse(f"/console/c/{names[0]}", status_code=303)
+
+    def login_page(request: Request, error: str | None, email: str, status_code: int = 200) -> Response:
+        token = cookies.login_token(request)
+        response = page(request, "login.html", {"session": None, "error": error, "email": email, "csrf": token},
+                        status_code)
+        cookies.keep_login_token(request, response, token)
+        return response
+
+    @router.get("/login")
+    async def login_form(request: Request) -> Response:
+        return login_page(request, None, "")
+
+    @router.post("/login")
+    async def login(request: Request, services: ServicesDep, email: Annotated[str, Form(max_length=320)] = "",
+                    password: Annotated[str, Form(max_length=1024)] = "",
+                    csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+        email = email.strip().lower()
+        ip = request.client.host if request.client else "unknown"
+        now = services.clock.now()
+        limiter = LoginLimiter(services.store, services.settings)
+
+        def again(error: str, status_code: int) -> Response:
+            return login_page(request, error, email, status_code)
+
+        if not cookies.login_token_ok(request, csrf):
+            return again("The form expired; please log in again.", 403)
+        if await limiter.blocked(email, ip, now):
+            log.warning("console.login_limited", extra={"email": email, "ip": ip})
+            return again("Too many failed logins: wait a few minutes and try again.", 429)
+        user = await services.store.find_console_user(email) if email else None
+        if not await check_password_async(user.password_hash if user else None, password) or user is None \
+                or user.disabled:
+            await limiter.failed(email, ip, now)
+            log.info("console.login_failed", extra={"email": email, "ip": ip})
+            return again("Wrong email or password.", 401)
+        await limiter.succeeded(email)
+        log.info("console.login", extra={"email": email, "role": user.role, "client": user.client or "*"})
+        response = RedirectResponse("/console", status_code=303)
+        cookies.start(response, request, user)
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request, services: ServicesDep,
+                     csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+        session = await cookies.read(request, services.store)
+        if session is not None and not session.csrf_ok(csrf):
+            return refuse(request, session, 403, "The form expired; reload the page and try again.")
+        response = to_login()
+        cookies.end(response)
+        return response
+
+    @router.get("/c/{client_name}")
+    async def inbox(request: Request, services: ServicesDep, client_name: ClientName,
+                    filter: Filter = "all", q: Annotated[str, Query(max_length=200)] = "",
+                    page_number: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+                    fragment: bool = False) -> Response:
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        client = visible(services, session, client_name)
+        if client is None:
+            return refuse(request, session, 404, f"No client {client_name} here.")
+        now = services.clock.now()
+        query = ConversationQuery(needs_attention=True if filter == "attention" else None,
+                                  mode="human" if filter == "human" else None, text=q.strip() or None,
+                                  active_since=now - ACTIVE_WINDOW)
+        found = await services.store.list_conversations(client.name, PAGE_SIZE + 1, (page_number - 1) * PAGE_SIZE,
+                                                        query)
+        items = [inbox_item(conversation, now) for conversation in found[:PAGE_SIZE]]
+        base = {"filter": filter, "q": q}
+        context = {
+            "session": session, "client": client.name, "clients": _clients_of(services, session), "items": items,
+            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS,
+            "previous": f"?{urlencode({**base, 'page': page_number - 1})}" if page_number > 1 else None,
+            "next": f"?{urlencode({**base, 'page': page_number + 1})}" if len(found) > PAGE_SIZE else None,
+        }
+        return page(request, "_inbox_list.html" if fragment else "inbox.html", context)
+
+    @router.get("/c/{client_name}/conversations/{conversation_id}")
+    async def conversation(request: Request, services: ServicesDep, client_name: ClientName,
+                           conversation_id: ConversationId, fragment: bool = False) -> Response:
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        return await _conversation_page(request, services, session, client_name, conversation_id,
+                                        "_messages.html" if fragment else "conversation.html")
+
+    async def _conversation_page(request: Request, services: Services, session: Session, client_name: str,
+                                 conversation_id: int, template: str, error: str | None = None,
+                                 status_code: int = 200) -> Response:
+        client = visible(services, session, client_name)
+        found = await services.store.get_conversation(client.name, conversation_id) if client else None
+        if client is None or found is None:
+            return refuse(request, session, 404, "No such conversation.")
+        messages = await services.store.list_messages(conversation_id, MESSAGES_SHOWN, 0)
+        admin = session.user.role == "admin"
+        context = {"session": session, "client": client.name, "clients": _clients_of(services, session),
+                   "item": inbox_item(found, services.clock.now()), "bubbles": bubbles(messages, internal=admin),
+                   "admin": admin, "can_act": session.user.can_act, "error": error}
+        return page(request, template, context, status_code)
+
+    @router.post("/c/{client_name}/conversations/{conversation_id}/{action}")
+    async def act(request: Request, services: ServicesDep, client_name: ClientName, conversation_id: ConversationId,
+                  action: Action, csrf: Annotated[str, Form(max_length=200)] = "",
+                  text: Annotated[str, Form(max_length=4096)] = "") -> Response:
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        client = visible(services, session, client_name)
+        if client is None or await services.store.get_conversation(client.name, conversation_id) is None:
+            return refuse(request, session, 404, "No such conversation.")
+        if not session.csrf_ok(csrf):
+            return refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if not session.user.can_act:
+            return refuse(request, session, 403, "This account can read conversations but not act on them.")
+        now = services.clock.now()
+        try:
+            if action == "takeover" or action == "release":
+                await set_mode(services.store, client, conversation_id, "human" if action == "takeover" else "bot", now)
+            elif action == "resolve":
+                await services.store.resolve(client.name, conversation_id, now)
+            else:
+                if not text.strip():
+                    raise _Refused("Write something to send.")
+                await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
+                                            conversation_id, text.strip(), now)
+        except AppError as error:
+            return await _conversation_page(request, services, session, client.name, conversation_id,
+                                            "conversation.html", error.message, error.status_code)
+        log.info("console.action", extra={"client": client.name, "conversation": conversation_id, "action": action,
+                                          "email": session.user.email})
+        return RedirectResponse(f"/console/c/{client.name}/conversations/{conversation_id}", status_code=303)
+
+    @router.get("/c/{client_name}/events")
+    async def events(request: Request, services: ServicesDep, client_name: ClientName) -> Response:
+        """Server-sent events: `changed` with the ids of the client's conversations updated since the last one."""
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return Response(status_code=401)
+        client = visible(services, session, client_name)
+        if client is None:
+            return Response(status_code=404)
+        stream = _changes(request, services, client.name)
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    return router
+
+
+class _Refused(AppError):
+    status_code = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+async def _changes(request: Request, services: Services, client: str) -> AsyncIterator[str]:
+    """Polls the store every CONSOLE_POLL_SECONDS, holding a database connection only for that one short read
+    (a notice in this process would miss webhooks another process or dyno received)."""
+    loop = asyncio.get_running_loop()
+    started = last_sent = loop.time()
+    since = services.clock.now()
+    seen: dict[int, object] = {}
+    yield f"retry: {int(services.settings.console_poll_seconds * 1000)}\n\n"
+    while loop.time() - started < STREAM_SECONDS and not await request.is_disconnected():
+        await asyncio.sleep(services.settings.console_poll_seconds)
+        try:
+            changed = await services.store.list_conversations(client, 100, 0, ConversationQuery(updated_since=since))
+        except Exception as error:  # the store down: the page keeps what it shows, the browser reconnects later
+            log.warning("console.live_failed", extra={"client": client, "error": type(error).__name__})
+            return
+        fresh = [item.id for item in changed if seen.get(item.id) != item.updated_at]
+        seen = {item.id: item.updated_at for item in changed}
+        if fresh:
+            since = max(item.updated_at for item in changed)
+            last_sent = loop.time()
+            yield f"event: changed\ndata: {json.dumps(fresh)}\n\n"
+        elif loop.time() - last_sent > HEARTBEAT_SECONDS:
+            last_sent = loop.time()
+            yield ": still here\n\n"
+
+
+def _clients_of(services: Services, session: Session) -> list[str]:
+    return [client.name for client in services.registry if session.user.sees(client.name)]
+
