@@ -21,6 +21,7 @@ from core.llm.tools import ToolSet
 from core.notify.email import EmailSettings
 from core.sandbox import is_sandbox_number, sandbox_number
 from core.storage.records import Debounce
+from core.whatsapp.templates import read_templates_file
 
 log = logging.getLogger("core.clients")
 
@@ -53,6 +54,8 @@ class ClientSettings(EmailSettings):
     vision: bool = False
     # Send what the model writes beside a tool call ("let me check…") before its answer, as a person would.
     send_text_beside_tools: bool = True
+    # A sandbox client's message templates (a JSON file shaped like the Graph API's list); live clients sync theirs.
+    templates_file: Path | None = None
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
@@ -67,6 +70,16 @@ class ClientSettings(EmailSettings):
         for item in value:
             if not item.isdigit():
                 raise ValueError(f"{item!r} is not a numeric Meta id")
+        return value
+
+    @field_validator("templates_file")
+    @classmethod
+    def _readable_templates(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                read_templates_file(value)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"cannot read templates from {value}: {error}") from None
         return value
 
     @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",

@@ -60,6 +60,9 @@ class Settings(KnowledgeSettings):
     # Calls in flight to one model endpoint at most; the limiter starts here and adapts to 429s. Unset: as above.
     llm_concurrency: int | None = Field(default=None, ge=1)
     housekeeping_seconds: float = Field(default=30.0, gt=0)
+    # Each client's templates are synced from the Graph API at startup, on template webhooks, and this often; 0: never
+    # on a schedule.
+    template_sync_seconds: float = Field(default=3600.0, ge=0)
     # false in web processes when a separate `worker` process (Procfile) answers the conversations.
     run_scheduler: bool = True
     history_messages: int = Field(default=30, ge=0)

@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
-from core.api.schemas import BotSwitch, ClientHealth, ConversationRead, MessageRead, OperatorMessage
+from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, MessageRead, OperatorMessage, TemplateRead,
+                              TemplateSend)
 from core.clients import Client, ClientRegistry
 from core.conversation.takeover import send_operator_message, set_mode
+from core.conversation.template_send import send_template
 from core.errors import AppError, NotFound
 from core.services import Services, ServicesDep
 from core.storage.records import ConversationQuery, Mode
@@ -126,6 +128,25 @@ def build_client_router(client: Client) -> APIRouter:
         """Send an operator's text through WhatsApp; 422 outside the 24 h window, 502 when WhatsApp refuses."""
         sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
                                            conversation_id, body.text, services.clock.now())
+        return MessageRead.model_validate(sent, from_attributes=True)
+
+    @router.get("/templates")
+    async def templates(services: ServicesDep) -> list[TemplateRead]:
+        """The client's WhatsApp templates (synced from Meta) with the parameters each part takes."""
+        found = await services.store.list_templates(client.name)
+        return [TemplateRead.model_validate({
+            "name": t.name, "language": t.language, "category": t.category, "status": t.status, "quality": t.quality,
+            "parameter_format": t.parameter_format, "updated_at": t.updated_at,
+            "components": [{**part, "parameters": [vars(p) | {"key": p.key} for p in part["parameters"]]}
+                           for part in t.outline()]}) for t in found]
+
+    @router.post("/conversations/{conversation_id}/template", status_code=201)
+    async def template_message(services: ServicesDep, conversation_id: ConversationId,
+                               body: TemplateSend) -> MessageRead:
+        """Send an approved template, also outside the 24 h window; 422 names what does not fit the template."""
+        sent = await send_template(services.store, services.store, services.outbox, client,
+                                   services.senders.for_client(client), conversation_id, body.name, body.language,
+                                   body.parameters, services.clock.now())
         return MessageRead.model_validate(sent, from_attributes=True)
 
     async def _switch(services: Services, conversation_id: int, mode: Mode) -> ConversationRead:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StrictBool
 
@@ -66,3 +66,40 @@ class BotSwitch(BaseModel):
     """The client's bot on or off: off, new messages wait for a person (flagged) instead of being answered."""
 
     enabled: StrictBool
+
+
+class TemplateParameterRead(BaseModel):
+    key: str = Field(description="addresses it in `parameters` as an object: header.1, body.first_name, button0.1")
+    name: str
+    kind: str = Field(description="text, image, video, document (a link or media id) or coupon_code")
+    example: str | None
+
+
+class TemplatePartRead(BaseModel):
+    type: str = Field(description="header, body, footer or button")
+    format: str | None = None
+    text: str | None = None
+    index: int | None = None
+    sub_type: str | None = None
+    parameters: list[TemplateParameterRead]
+
+
+class TemplateRead(BaseModel):
+    name: str
+    language: str
+    category: str
+    status: str
+    quality: str | None
+    parameter_format: str
+    components: list[TemplatePartRead]
+    updated_at: datetime | None
+
+
+class TemplateSend(BaseModel):
+    """An approved template to send: values in the listed order, or by parameter name (or key)."""
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=1, max_length=20)
+    parameters: (list[Annotated[str, Field(max_length=1024)]]
+                 | dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=1024)]]) = \
+        Field(default_factory=list, max_length=100)
