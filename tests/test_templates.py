@@ -249,8 +249,9 @@ class TestEchoes:
     def test_what_staff_wrote_in_the_business_app_is_in_the_timeline_once(self, app: RunningApp, graph: FakeGraph,
                                                                            llm: FakeOpenAI):
         echoes = load_delivery("smb_message_echoes.json", DEMO.waba_id, DEMO.phone_number_id)
-        assert app.post_webhook(echoes, DEMO.secret).json() == {"status": "ok", "stored": 1}
+        # `stored` counts the people's messages (what the bot answers); an echo is the business's own.
         assert app.post_webhook(echoes, DEMO.secret).json() == {"status": "ok", "stored": 0}
+        assert app.post_webhook(echoes, DEMO.secret).status_code == 200
         [message] = app.messages(DEMO, MARTA)
         assert (message["direction"], message["role"], message["type"], message["status"]) == (
             "out", "operator", "text", "sent")
@@ -267,7 +268,7 @@ class TestEchoes:
         write(app, MARTA, "¿Tienen turno a las 17:30?")
         wait_for(lambda: graph.texts() and app.settled(DEMO, MARTA), what="the bot's reply")
         echoes = load_delivery("smb_message_echoes.json", DEMO.waba_id, DEMO.phone_number_id)
-        assert app.post_webhook(echoes, DEMO.secret).json()["stored"] == 1
+        assert app.post_webhook(echoes, DEMO.secret).status_code == 200
         timeline = [(m["role"], m["direction"]) for m in app.messages(DEMO, MARTA)]
         assert timeline == [("user", "in"), ("assistant", "out"), ("operator", "out")]
 

@@ -27,11 +27,13 @@ TEMPLATE_RESYNC_FIELDS = frozenset({"message_template_components_update", "templ
 
 
 async def take_change(store: ChangeStore, client: Client, change: OtherChange, now: datetime,
-                      resync: Callable[[str], None]) -> int:
-    """Act on one change: returns how many messages it stored (echoes); `resync(client_name)` asks for a sync."""
+                      resync: Callable[[str], None]) -> None:
+    """Act on one change; `resync(client_name)` asks for the client's templates to be synced again.
+
+    Echoes are not counted in the delivery's `stored`: that counts the people's messages, which the bot answers."""
     fields = {"client": client.name, "waba_id": change.waba_id, "field": change.field}
     if change.field == ECHOES_FIELD:
-        return await _echoes(store, client, change, fields, now)
+        await _echoes(store, client, change, fields, now)
     if change.field == TEMPLATE_STATUS_FIELD:
         await _template_status(store, client, change.value, fields, now, resync)
     elif change.field == TEMPLATE_QUALITY_FIELD:
@@ -41,20 +43,16 @@ async def take_change(store: ChangeStore, client: Client, change: OtherChange, n
         resync(client.name)
     else:  # account and number updates: rare, and an operator's news
         log.info("webhook.other_change", extra=fields)
-    return 0
 
 
-async def _echoes(store: EchoStore, client: Client, change: OtherChange, fields: dict[str, Any], now: datetime) -> int:
+async def _echoes(store: EchoStore, client: Client, change: OtherChange, fields: dict[str, Any], now: datetime) -> None:
     echoes, problems = parse_echoes(change)
     for problem in problems:
         log.warning("webhook.malformed", extra={**fields, "detail": problem})
-    stored = 0
     for echo in echoes:
         conversation = await store.record_echo(client.name, echo, now)
-        stored += conversation is not None
         log.info("webhook.echo", extra={**fields, "wamid": echo.wamid, "conversation": conversation,
                                         "duplicate": conversation is None})
-    return stored
 
 
 def _template_key(value: dict[str, Any]) -> tuple[str, str] | None:

@@ -197,7 +197,7 @@ async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int
                 log.debug("webhook.status", extra={"client": client.name, "waba_id": event.waba_id,
                                                    "wamid": event.wamid, "status": event.status, "known": known})
         elif isinstance(event, OtherChange):  # template news, Business-app echoes, account updates
-            stored += await take_change(services.store, client, event, now, _resync(services))
+            await take_change(services.store, client, event, now, _resync(services))
         elif isinstance(event, Malformed):
             log.warning("webhook.malformed", extra={"client": client.name, "waba_id": event.waba_id,
                                                     "field": event.field, "detail": event.detail})
