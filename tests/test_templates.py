@@ -303,3 +303,11 @@ class TestSettings:
         monkeypatch.setenv("TEMPLATE_SYNC_SECONDS", "-1")
         with pytest.raises(ConfigError, match="TEMPLATE_SYNC_SECONDS"):
             load_settings(_env_file=None)
+
+
+def test_a_nul_in_a_parameter_is_a_422_not_a_500(app: RunningApp):
+    write(app, "5491155553050", "hola")
+    conversation = wait_for(lambda: app.conversation(DEMO, "5491155553050"), what="the conversation")
+    response = post(app, f"/conversations/{conversation['id']}/template",
+                    {"name": "recordatorio_turno", "language": "es_AR", "parameters": ["Ma\u0000rta", "b", "c"]})
+    assert response.status_code == 422 and "NUL" in response.text

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, model_validator
+
+# What neither database keeps in a text (JSON can still carry it as an escape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class ConversationRead(BaseModel):
@@ -103,3 +107,12 @@ class TemplateSend(BaseModel):
     parameters: (list[Annotated[str, Field(max_length=1024)]]
                  | dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=1024)]]) = \
         Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _storable(self) -> TemplateSend:
+        # Neither database keeps NUL or a lone surrogate (JSON allows both escapes): refused here, not a 500 later.
+        values = list(self.parameters.items() if isinstance(self.parameters, dict) else enumerate(self.parameters))
+        texts = [self.name, self.language, *(str(k) for k, _ in values), *(v for _, v in values)]
+        if any(_UNSTORABLE.search(text) for text in texts):
+            raise ValueError("NUL characters and lone surrogates cannot be sent")
+        return self
