@@ -15,7 +15,7 @@ from core.errors import ConfigError
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
-from tests.support import load_delivery, new_wamid, text_delivery, wait_for
+from tests.support import load_delivery, text_delivery, wait_for
 
 MARTA = "5491155550001"
 TURNO = {
