@@ -22,6 +22,7 @@ from core.notify.email import EmailSettings
 from core.ops.prices import PriceTable
 from core.sandbox import is_sandbox_number, sandbox_number
 from core.storage.records import Debounce
+from core.whatsapp.templates import read_templates_file
 
 log = logging.getLogger("core.clients")
 
@@ -61,6 +62,8 @@ class ClientSettings(EmailSettings):
     budget_message: str | None = None
     # Days this client's message content and media are kept (unset: RETENTION_DAYS; 0: forever).
     retention_days: int | None = Field(default=None, ge=0)
+    # A sandbox client's message templates (a JSON file shaped like the Graph API's list); live clients sync theirs.
+    templates_file: Path | None = None
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod
@@ -75,6 +78,16 @@ class ClientSettings(EmailSettings):
         for item in value:
             if not item.isdigit():
                 raise ValueError(f"{item!r} is not a numeric Meta id")
+        return value
+
+    @field_validator("templates_file")
+    @classmethod
+    def _readable_templates(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                read_templates_file(value)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"cannot read templates from {value}: {error}") from None
         return value
 
     @field_validator("access_token", "app_secret", "verify_token", "api_key", "openai_model", "classifier_model",

@@ -63,6 +63,9 @@ class Settings(KnowledgeSettings):
     housekeeping_seconds: float = Field(default=30.0, gt=0)
     # Days message content, payloads and archived media are kept (the replaced platform's promise); 0: forever.
     retention_days: int = Field(default=14, ge=0)
+    # Each client's templates are synced from the Graph API at startup, on template webhooks, and this often; 0: never
+    # on a schedule.
+    template_sync_seconds: float = Field(default=3600.0, ge=0)
     # false in web processes when a separate `worker` process (Procfile) answers the conversations.
     run_scheduler: bool = True
     history_messages: int = Field(default=30, ge=0)

@@ -44,6 +44,7 @@ from core.retry import RetryPolicy
 from core.sandbox import sandbox_secret
 from core.toolbox import ServiceToolbox
 from core.whatsapp.sandbox import SandboxSender
+from core.whatsapp.template_sync import TemplateSync
 
 log = logging.getLogger("core.services")
 
@@ -65,6 +66,8 @@ class Services:
     prices: PriceTable = field(default_factory=PriceTable)  # what model calls cost (defaults + MODEL_PRICES)
     # Where received files are archived (erasure removes a person's).
     media_archive: MediaArchive | None = None
+    # Keeps each client's message templates in the store; a template webhook kicks it.
+    templates: TemplateSync | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -151,12 +154,15 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                                    base_pause_seconds=settings.llm_retry_base_seconds)
         limiter = model_limiter(settings, endpoints)
         agent, openai = build_agent(settings, toolbox, clock, limiter)
-        senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
+        graph = GraphSender(http, settings.whatsapp_api_base_url)
+        senders = Senders(live=graph, sandbox=SandboxSender())
+        templates = TemplateSync(store, registry, graph, clock, settings.template_sync_seconds or None)
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
                       pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
         outbox = Outbox(store, pacer, RetryPolicy(attempts=settings.whatsapp_retry_attempts,
                                                   base_seconds=settings.whatsapp_retry_base_seconds,
-                                                  max_wait_seconds=30.0, deadline_seconds=90.0), clock)
+                                                  max_wait_seconds=30.0, deadline_seconds=90.0), clock,
+                        templates=store)
         transcriber = (OpenAITranscriber(openai, settings.openai_transcription_model, limiter, clock)
                        if openai else None)
         media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
@@ -181,17 +187,19 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                               housekeeping_seconds=settings.housekeeping_seconds, effects=effects.kick, owner=owner)
         if limiter is not None:
             limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
+        templates.start()  # in the background: startup never waits on the Graph API
         if settings.run_scheduler:
             scheduler.start()
         else:
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
-            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices, archive)
+            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices, archive,
+                           templates)
         finally:
             # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
             await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS),
-                                 retention.stop())
+                                 retention.stop(), templates.stop())
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

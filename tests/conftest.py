@@ -23,7 +23,7 @@ from tests.support import signed
 # Variables the tests own; anything a developer exported is removed so each test starts from a clean slate.
 OWNED_PREFIXES = ("DEMO_", "EMPRENDEMY_", "META_", "OPENAI_", "WHATSAPP_", "DATABASE_URL", "DEBOUNCE_", "LEASE_",
                   "SCHEDULER_", "HISTORY_", "MAX_TOOL_", "WEBHOOK_", "LOG_LEVEL", "CLIENTS_PACKAGE", "MEDIA_",
-                  "SUPABASE_", "PINECONE_", "RUN_SCHEDULER", "SANDBOX_", "MODEL_PRICES")
+                  "SUPABASE_", "PINECONE_", "RUN_SCHEDULER", "SANDBOX_", "MODEL_PRICES", "TEMPLATE_")
 
 
 @dataclass(frozen=True)

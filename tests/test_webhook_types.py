@@ -52,7 +52,7 @@ INBOUND: dict[str, list[tuple[str, str, str]]] = {
 SILENT = {"reaction.json", "system.json"}
 STATUSES = ["status_sent.json", "status_delivered.json", "status_read.json", "status_failed.json"]
 NOT_MESSAGES = ["template_status.json", "template_quality.json", "phone_quality.json", "account_update.json",
-                "smb_message_echoes.json", "value_errors.json"]
+                "value_errors.json"]  # smb_message_echoes.json is stored: tests/test_templates.py
 # The day the fixtures were recorded (their first timestamp, 1795322400; tests/data/webhooks/README.md).
 RECORDED_AT = datetime(2026, 11, 22, 4, 40, tzinfo=UTC)
 

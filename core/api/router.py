@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
 from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, ErasureRead, MessageRead,
-                              OperatorMessage, UsageDay, UsageFigures, UsageReport)
+                              OperatorMessage, TemplateRead, TemplateSend, UsageDay, UsageFigures, UsageReport)
 from core.clients import Client, ClientRegistry
 from core.contacts.erasure import erase_contact
 from core.conversation.takeover import send_operator_message, set_mode
+from core.conversation.template_send import send_template
 from core.errors import AppError, NotFound
 from core.ops.usage import BadPeriod, Report, usage_report
 from core.services import Services, ServicesDep
@@ -196,6 +197,25 @@ def build_client_router(client: Client) -> APIRouter:
         return ErasureRead(conversations=erased.conversations, messages=erased.messages,
                            status_reports=erased.status_reports, records=erased.records, effects=erased.effects,
                            media_files=erased.media_files)
+
+    @router.get("/templates")
+    async def templates(services: ServicesDep) -> list[TemplateRead]:
+        """The client's WhatsApp templates (synced from Meta) with the parameters each part takes."""
+        found = await services.store.list_templates(client.name)
+        return [TemplateRead.model_validate({
+            "name": t.name, "language": t.language, "category": t.category, "status": t.status, "quality": t.quality,
+            "parameter_format": t.parameter_format, "updated_at": t.updated_at,
+            "components": [{**part, "parameters": [vars(p) | {"key": p.key} for p in part["parameters"]]}
+                           for part in t.outline()]}) for t in found]
+
+    @router.post("/conversations/{conversation_id}/template", status_code=201)
+    async def template_message(services: ServicesDep, conversation_id: ConversationId,
+                               body: TemplateSend) -> MessageRead:
+        """Send an approved template, also outside the 24 h window; 422 names what does not fit the template."""
+        sent = await send_template(services.store, services.store, services.outbox, client,
+                                   services.senders.for_client(client), conversation_id, body.name, body.language,
+                                   body.parameters, services.clock.now())
+        return MessageRead.model_validate(sent, from_attributes=True)
 
     async def _switch(services: Services, conversation_id: int, mode: Mode) -> ConversationRead:
         await set_mode(services.store, client, conversation_id, mode, services.clock.now())

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+# What neither database keeps in a text (JSON can still carry it as an escape).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class ConversationRead(BaseModel):
@@ -113,3 +117,47 @@ class ErasureRead(BaseModel):
     records: int
     effects: int
     media_files: int
+class TemplateParameterRead(BaseModel):
+    key: str = Field(description="addresses it in `parameters` as an object: header.1, body.first_name, button0.1")
+    name: str
+    kind: str = Field(description="text, image, video, document (a link or media id) or coupon_code")
+    example: str | None
+
+
+class TemplatePartRead(BaseModel):
+    type: str = Field(description="header, body, footer or button")
+    format: str | None = None
+    text: str | None = None
+    index: int | None = None
+    sub_type: str | None = None
+    parameters: list[TemplateParameterRead]
+
+
+class TemplateRead(BaseModel):
+    name: str
+    language: str
+    category: str
+    status: str
+    quality: str | None
+    parameter_format: str
+    components: list[TemplatePartRead]
+    updated_at: datetime | None
+
+
+class TemplateSend(BaseModel):
+    """An approved template to send: values in the listed order, or by parameter name (or key)."""
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=1, max_length=20)
+    parameters: (list[Annotated[str, Field(max_length=1024)]]
+                 | dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=1024)]]) = \
+        Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _storable(self) -> TemplateSend:
+        # Neither database keeps NUL or a lone surrogate (JSON allows both escapes): refused here, not a 500 later.
+        values = list(self.parameters.items() if isinstance(self.parameters, dict) else enumerate(self.parameters))
+        texts = [self.name, self.language, *(str(k) for k, _ in values), *(v for _, v in values)]
+        if any(_UNSTORABLE.search(text) for text in texts):
+            raise ValueError("NUL characters and lone surrogates cannot be sent")
+        return self

@@ -6,9 +6,9 @@ import logging
 
 from core.clients import Client
 from core.clock import Clock
-from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
+from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window, reopen_hint
 from core.retry import RetryPolicy
-from core.storage.base import Sends, StoreUnavailable
+from core.storage.base import Sends, StoreUnavailable, TemplateStore
 from core.storage.records import Conversation, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -25,8 +25,10 @@ RECORDING = RetryPolicy(attempts=1000, base_seconds=0.1, max_wait_seconds=2.0, d
 class Outbox:
     """Sends a conversation's stored outbound messages in order and records each outcome."""
 
-    def __init__(self, store: Sends, pacer: Pacer, retry: RetryPolicy, clock: Clock) -> None:
+    def __init__(self, store: Sends, pacer: Pacer, retry: RetryPolicy, clock: Clock,
+                 templates: TemplateStore | None = None) -> None:
         self._store = store
+        self._templates = templates  # to name, when a window is closed, the templates that could reopen it
         self._clock = clock
         self._pacer = pacer
         self._retry = retry
@@ -37,15 +39,16 @@ class Outbox:
         fields = {"client": client.name, "conversation": conversation.id}
         sandbox = client.send_mode == "sandbox"
         for index, message in enumerate(messages):
-            if not is_within_window(conversation.last_inbound_at, self._clock.now()):
+            # A template is what WhatsApp accepts outside the window: only free-form messages wait for the person.
+            if message.type != "template" and not is_within_window(conversation.last_inbound_at, self._clock.now()):
                 error = {"code": OUTSIDE_WINDOW, "title": "outside the 24 h window",
                          "message": "free-form messages need the user to have written in the last 24 hours"}
                 log.warning("whatsapp.outside_window", extra=fields)
                 await self._fail_rest(messages[index:], error)
-                await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
+                await self.flag_window_closed(client, conversation.id)
                 return False
             try:
-                wamid = await self._send(client, sender, conversation, message.text or "")
+                wamid = await self._send(client, sender, conversation, message)
             except WhatsAppError as error:
                 await self._refused(client, conversation, error, fields)
                 await self._store.mark_sent(message.id, None, "failed", error.as_record())
@@ -61,14 +64,40 @@ class Outbox:
             with attempt:
                 await self._store.mark_sent(message.id, wamid, status, None)
 
-    async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation, text: str) -> str:
+    async def reopen_hint(self, client: Client) -> str | None:
+        """The client's approved templates that could reopen a closed window, said for people; None unknown."""
+        if self._templates is None:
+            return None
+        try:
+            return reopen_hint(await self._templates.approved_templates(client.name))
+        except StoreUnavailable:
+            return None  # the refusal matters more than the hint
+
+    async def window_reason(self, client: Client) -> str:
+        """Why a free-form message cannot go out, with the client's approved templates that could reopen it."""
+        hint = await self.reopen_hint(client)
+        return f"{OUTSIDE_WINDOW_REASON}; {hint}" if hint else OUTSIDE_WINDOW_REASON
+
+    async def flag_window_closed(self, client: Client, conversation_id: int) -> None:
+        """Flag a conversation whose window is closed, naming the templates that could reopen it."""
+        await self._store.flag(conversation_id, await self.window_reason(client))
+
+    async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
+                    message: StoredMessage) -> str:
         async for attempt in self._retry.retrying(lambda error: isinstance(error, WhatsAppError) and error.is_transient):
             with attempt:
                 await self._pacer.wait(conversation.phone_number_id, conversation.user_key)
                 if attempt.retry_state.attempt_number > 1:
                     log.info("whatsapp.send_retry", extra={"client": client.name, "conversation": conversation.id,
                                                            "attempt": attempt.retry_state.attempt_number})
-                return await sender.send_text(conversation.phone_number_id, client.access_token, conversation, text)
+                if message.type == "template":
+                    template = (message.payload or {}).get("template")
+                    if not isinstance(template, dict):
+                        raise WhatsAppError("a template message was stored without its template")
+                    return await sender.send_template(conversation.phone_number_id, client.access_token,
+                                                      conversation, template)
+                return await sender.send_text(conversation.phone_number_id, client.access_token, conversation,
+                                              message.text or "")
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _refused(self, client: Client, conversation: Conversation, error: WhatsAppError, fields: dict) -> None:
@@ -78,7 +107,7 @@ class Outbox:
             log.error("whatsapp.token_invalid", extra={**detail, "detail": f"replace {client.env_prefix}ACCESS_TOKEN"})
         else:
             log.error("whatsapp.send_refused", extra=detail)
-        reason = OUTSIDE_WINDOW_REASON if error.code == OUTSIDE_WINDOW else \
+        reason = await self.window_reason(client) if error.code == OUTSIDE_WINDOW else \
             f"WhatsApp refused a message (code {error.code}: {error.title or error})"
         await self._store.flag(conversation.id, reason)
 

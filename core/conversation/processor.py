@@ -15,7 +15,7 @@ from core.clients import Client, ClientRegistry
 from core.clock import Clock
 from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
-from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
+from core.conversation.window import is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
 from core.ops.budget import BudgetGuard, budget_email, budget_message
 from core.storage.base import LeaseLost, StoreUnavailable, TurnStore
@@ -174,7 +174,7 @@ class Processor:
             # A late delivery (Meta retries for days): no free-form reply could go out, so the model is not asked.
             log.warning("conversation.outside_window", extra={**fields, "batch": len(batch)})
             await self._store.save_turn(claim, batch, uuid.uuid4().hex, [], self._clock.now())
-            await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
+            await self._outbox.flag_window_closed(client, conversation.id)
             return
         batch_id = uuid.uuid4().hex
         over_budget = await self._budget.exceeded(client, self._clock.now()) if self._budget is not None else None

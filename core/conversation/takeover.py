@@ -40,7 +40,9 @@ async def send_operator_message(store: OperatorStore, outbox: Outbox, client: Cl
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id} for client {client.name}")
     if not is_within_window(conversation.last_inbound_at, now):
-        raise OutsideWindow("the user last wrote more than 24 hours ago: WhatsApp only accepts a template now")
+        hint = await outbox.reopen_hint(client)
+        raise OutsideWindow("the user last wrote more than 24 hours ago: WhatsApp only accepts a template now"
+                            + (f" ({hint}; POST …/template sends one)" if hint else ""))
     stored = await store.add_operator_message(
         conversation.id, NewMessage(direction="out", role="operator", type="text", text=text, status="pending"), now)
     delivered = await outbox.deliver(client, sender, conversation, [stored])

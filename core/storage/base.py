@@ -22,9 +22,11 @@ from core.storage.records import (
     UsageGrouping,
     UsageRow,
 )
-from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
-from core.webhook.events import InboundMessage, StatusUpdate
 from core.storage.accounts import ConsoleRole, ConsoleUser, LoginScope
+from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
+from core.webhook.echoes import EchoMessage
+from core.webhook.events import InboundMessage, StatusUpdate
+from core.whatsapp.templates import Template
 
 
 class StoreUnavailable(Exception):
@@ -264,8 +266,36 @@ class ConsoleStore(Protocol):
         """Forget an email's failures (after it logged in)."""
 
 
+class TemplateStore(Protocol):
+    """A client's WhatsApp message templates, as the last sync and the template webhooks left them."""
+
+    async def replace_templates(self, client: str, templates: Sequence[Template], now: datetime) -> None:
+        """Make the client's stored templates exactly these (a full sync): new ones added, gone ones removed."""
+
+    async def update_template(self, client: str, name: str, language: str, now: datetime, *,
+                              status: str | None = None, quality: str | None = None,
+                              category: str | None = None) -> bool:
+        """Change what a template webhook reports of one template; False when it is not stored (sync it)."""
+
+    async def list_templates(self, client: str) -> list[Template]:
+        """The client's templates by name and language."""
+
+    async def get_template(self, client: str, name: str, language: str) -> Template | None: ...
+
+    async def approved_templates(self, client: str) -> list[str]:
+        """The client's approved templates as "name (language)": what can reopen a closed 24 h window."""
+
+
+class EchoStore(Protocol):
+    """What staff send from the WhatsApp Business app (coexistence), kept in the conversation."""
+
+    async def record_echo(self, client: str, echo: EchoMessage, now: datetime) -> int | None:
+        """Store an echoed message once (keyed on wamid) as an operator's sent message, creating the conversation
+        if needed; its conversation id, or None when it was already stored. It does not make the bot answer."""
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -28,7 +28,8 @@ from core.storage.sql_store import SQLStore
 T = TypeVar("T")
 
 TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records", "effects",
-          "client_switches", "usage_daily", "scheduled_jobs", "console_users", "console_login_failures")
+          "client_switches", "usage_daily", "scheduled_jobs", "console_users", "console_login_failures",
+          "templates")
 SUPABASE_TRANSACTION_POOLER_PORT = 6543
 DEFAULT_POOL_SIZE = 10
 # Writes committed together at most (acknowledgements under load): one transaction, three statements each.

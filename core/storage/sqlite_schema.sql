@@ -163,3 +163,17 @@ CREATE TABLE IF NOT EXISTS console_login_failures (
     failed_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS console_login_failures_key ON console_login_failures (scope, key, failed_at);
+-- Each client's WhatsApp message templates, as the last sync from the Graph API and the template webhooks left them.
+CREATE TABLE IF NOT EXISTS templates (
+    client            TEXT NOT NULL,
+    name              TEXT NOT NULL,
+    language          TEXT NOT NULL,                  -- e.g. es_AR
+    template_id       TEXT,                           -- Meta's id
+    category          TEXT NOT NULL,                  -- MARKETING, UTILITY, AUTHENTICATION
+    status            TEXT NOT NULL,                  -- APPROVED, PENDING, REJECTED, PAUSED, DISABLED...
+    quality           TEXT,                           -- GREEN, YELLOW, RED, UNKNOWN (quality webhook or the list)
+    parameter_format  TEXT NOT NULL DEFAULT 'POSITIONAL', -- POSITIONAL ({{1}}) or NAMED ({{first_name}})
+    components        TEXT NOT NULL,                  -- JSON: Meta's components (header, body, footer, buttons)
+    updated_at        TEXT NOT NULL,
+    PRIMARY KEY (client, name, language)
+);

@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -17,6 +18,7 @@ from starlette import routing
 from core.clients import Route
 from core.services import Services, ServicesDep
 from core.storage.base import StoreUnavailable
+from core.webhook.changes import take_change
 from core.webhook.events import (Event, InboundMessage, Malformed, OtherChange, StatusUpdate, needs_cleaning,
                                  parse_events)
 from core.webhook.payloads import WebhookPayload
@@ -158,6 +160,12 @@ def _accepted_secrets(services: Services) -> frozenset[str]:
     return secrets
 
 
+def _resync(services: Services) -> Callable[[str], None]:
+    """Ask for a client's templates to be synced again (in the background: the webhook never calls the Graph API)."""
+    sync = services.templates
+    return sync.kick if sync is not None else (lambda client: None)
+
+
 def _route(services: Services, events: list[Event]) -> list[tuple[Event, Route]]:
     routed: list[tuple[Event, Route]] = []
     for event in events:
@@ -198,8 +206,8 @@ async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int
             elif each:
                 log.debug("webhook.status", extra={"client": client.name, "waba_id": event.waba_id,
                                                    "wamid": event.wamid, "status": event.status, "known": known})
-        elif isinstance(event, OtherChange):  # templates, quality, account updates: rare, and an operator's news
-            log.info("webhook.other_change", extra={"client": client.name, "waba_id": event.waba_id, "field": event.field})
+        elif isinstance(event, OtherChange):  # template news, Business-app echoes, account updates
+            await take_change(services.store, client, event, now, _resync(services))
         elif isinstance(event, Malformed):
             log.warning("webhook.malformed", extra={"client": client.name, "waba_id": event.waba_id,
                                                     "field": event.field, "detail": event.detail})

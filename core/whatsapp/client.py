@@ -13,6 +13,11 @@ from core.whatsapp.errors import WhatsAppError
 
 log = logging.getLogger("core.whatsapp")
 
+# What a template sync asks for; Meta's default fields may leave parameter_format and quality_score out.
+TEMPLATE_FIELDS = "id,name,language,status,category,parameter_format,components,quality_score"
+TEMPLATE_PAGE_SIZE = 100
+TEMPLATE_MAX_PAGES = 200
+
 
 class Recipient(Protocol):
     """Who a message goes to: wa_id when known, else the business-scoped user id."""
@@ -41,6 +46,10 @@ class WhatsAppSender(Protocol):
 
     async def send_text(self, phone_number_id: str, token: str | None, to: Recipient, body: str) -> str:
         """Send a text message; returns its wamid."""
+
+    async def send_template(self, phone_number_id: str, token: str | None, to: Recipient,
+                            template: dict[str, Any]) -> str:
+        """Send a template message (the Cloud API `template` object); returns its wamid."""
 
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
         """Mark a message read, optionally showing the typing indicator."""
@@ -82,11 +91,43 @@ class GraphSender:
             "type": "text",
             "text": {"body": body, "preview_url": False},
         }
-        answer = await self._post(phone_number_id, token, payload)
-        try:
-            return str(answer["messages"][0]["id"])
-        except (KeyError, IndexError, TypeError) as error:
-            raise WhatsAppError("Graph API accepted the message but returned no message id") from error
+        return _wamid(await self._post(phone_number_id, token, payload))
+
+    async def send_template(self, phone_number_id: str, token: str | None, to: Recipient,
+                            template: dict[str, Any]) -> str:
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **recipient_fields(to),
+                   "type": "template", "template": template}
+        return _wamid(await self._post(phone_number_id, token, payload))
+
+    async def list_templates(self, waba_id: str, token: str | None) -> list[dict[str, Any]]:
+        """Every template of a WhatsApp Business Account, following `paging.cursors.after` while `paging.next` is
+        given (Meta's cursor pagination)."""
+        if not token:
+            raise WhatsAppError("no access token configured to list templates")
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {"fields": TEMPLATE_FIELDS, "limit": str(TEMPLATE_PAGE_SIZE)}
+        seen: set[str] = set()
+        for _ in range(TEMPLATE_MAX_PAGES):
+            try:
+                response = await self._http.get(f"{self._base_url}/{waba_id}/message_templates", params=params,
+                                                headers={"Authorization": f"Bearer {token}"})
+            except httpx.HTTPError as error:
+                raise WhatsAppError(f"Graph API unreachable: {type(error).__name__}") from error
+            if response.status_code >= 400:
+                raise WhatsAppError.from_response(response)
+            try:
+                page = response.json()
+                items += [item for item in page.get("data") or [] if isinstance(item, dict)]
+                paging = page.get("paging") or {}
+                after = (paging.get("cursors") or {}).get("after")
+            except (ValueError, AttributeError, TypeError) as error:
+                raise WhatsAppError("Graph API answered the template list with an unexpected body") from error
+            # Meta gives `next` only when there is a next page; a cursor seen before would loop forever.
+            if not paging.get("next") or not after or after in seen:
+                return items
+            seen.add(after)
+            params = {**params, "after": str(after)}
+        raise WhatsAppError(f"the template list of WABA {waba_id} has more than {TEMPLATE_MAX_PAGES} pages")
 
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
         payload: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
@@ -120,6 +161,13 @@ class GraphSender:
         except (KeyError, ValueError, TypeError) as error:
             raise WhatsAppError("the Graph API answered the media lookup without a usable url") from error
         return Media(content, str(mime))
+
+
+def _wamid(answer: dict[str, Any]) -> str:
+    try:
+        return str(answer["messages"][0]["id"])
+    except (KeyError, IndexError, TypeError) as error:
+        raise WhatsAppError("Graph API accepted the message but returned no message id") from error
 
 
 # zlib window bits per Content-Encoding: gzip framing, or zlib framing for HTTP's "deflate".

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from core.whatsapp.client import Media, Recipient, recipient_fields
 from core.whatsapp.errors import WhatsAppError
@@ -18,6 +19,13 @@ class SandboxSender:
         wamid = f"sandbox.{uuid.uuid4().hex}"
         log.info("whatsapp.sandbox_send", extra={"phone_number_id": phone_number_id, **recipient_fields(to),
                                                   "wamid": wamid, "text": body})
+        return wamid
+
+    async def send_template(self, phone_number_id: str, token: str | None, to: Recipient,
+                            template: dict[str, Any]) -> str:
+        wamid = f"sandbox.{uuid.uuid4().hex}"
+        log.info("whatsapp.sandbox_send_template", extra={"phone_number_id": phone_number_id, **recipient_fields(to),
+                                                           "wamid": wamid, "template": template.get("name")})
         return wamid
 
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:

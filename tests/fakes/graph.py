@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import threading
 import time
@@ -48,17 +49,45 @@ class FakeGraph:
         self.media_encoding: dict[str, str] = {}
         # Media whose download declares this Content-Length, sends its first bytes, then stalls (a lying CDN).
         self.media_declared_length: dict[str, int] = {}
+        # Message templates Meta would list per WABA id, served `template_page_size` a page with cursors.
+        self.templates: dict[str, list[dict[str, Any]]] = {}
+        self.template_page_size: int | None = None
+        self.template_requests: list[dict[str, str]] = []
         self.app = Starlette(routes=[
             Route("/{phone_number_id}/messages", self._messages, methods=["POST"]),
+            Route("/{waba_id}/message_templates", self._message_templates, methods=["GET"]),
             Route("/files/{media_id}", self._media_bytes, methods=["GET"]),
             Route("/{media_id}", self._media_lookup, methods=["GET"]),
         ])
 
     def fail_next(self, status: int, code: int, message: str = "error", *, to: str | None = None) -> None:
-        """Answer the next text send with this Graph error (mark-as-read calls are not affected); with `to`, the
-        next text send to that recipient."""
+        """Answer the next text or template send with this Graph error (mark-as-read calls are not affected); with
+        `to`, the next such send to that recipient."""
         self._failures.append((status, {"error": {"message": message, "type": "OAuthException", "code": code,
                                                   "fbtrace_id": "AbCdEf"}}, to))
+
+    def template_sends(self) -> list[GraphCall]:
+        return [call for call in self.calls if call.body.get("type") == "template"]
+
+    async def _message_templates(self, request: Request) -> JSONResponse:
+        """GET /{waba-id}/message_templates as Meta pages it: `data`, `paging.cursors`, and `next` while more remain."""
+        waba_id = request.path_params["waba_id"]
+        auth = request.headers.get("authorization", "")
+        self.template_requests.append({"waba_id": waba_id, "token": auth.removeprefix("Bearer "),
+                                       **dict(request.query_params)})
+        if not auth.startswith("Bearer "):
+            return JSONResponse({"error": {"message": "no token", "code": 190}}, status_code=401)
+        items = self.templates.get(waba_id, [])  # a WABA without templates lists none
+        size = self.template_page_size or int(request.query_params.get("limit", "25"))
+        start = _cursor_position(request.query_params.get("after"))
+        page = items[start:start + size]
+        body: dict[str, Any] = {"data": page}
+        if page:
+            body["paging"] = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(page))}}
+            if start + len(page) < len(items):
+                body["paging"]["next"] = (f"{request.base_url}{waba_id}/message_templates?limit={size}"
+                                          f"&after={_cursor(start + len(page))}")
+        return JSONResponse(body)
 
     def texts(self) -> list[GraphCall]:
         return [call for call in self.calls if call.is_text]
@@ -100,7 +129,7 @@ class FakeGraph:
             self.calls.append(call)
             recipient = body.get("to") or body.get("recipient")
             failure = next((item for item in self._failures if item[2] in (None, recipient)), None) \
-                if call.is_text else None
+                if call.body.get("type") in ("text", "template") else None
             if failure:
                 self._failures.remove(failure)
                 self.refused.append(call)
@@ -111,3 +140,12 @@ class FakeGraph:
         to = body.get("to") or body.get("recipient")
         return JSONResponse({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                              "messages": [{"id": f"wamid.FAKE{next(self._ids):06d}"}]})
+
+
+def _cursor(position: int) -> str:
+    """An opaque-looking cursor, as Meta's are (base64 of the position)."""
+    return base64.urlsafe_b64encode(f"pos:{position}".encode()).decode()
+
+
+def _cursor_position(cursor: str | None) -> int:
+    return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("pos:")) if cursor else 0
