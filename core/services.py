@@ -26,6 +26,7 @@ from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.scheduler import Scheduler, new_owner_id
 from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
+from core.metrics import UNROUTED, Metrics
 from core.llm.bounds import TurnBounds
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import ModelEndpoints
@@ -45,7 +46,8 @@ from core.whatsapp.sandbox import SandboxSender
 
 log = logging.getLogger("core.services")
 
-# Heroku sends SIGKILL 30 s after SIGTERM; gunicorn's graceful timeout is 25 s.
+# Heroku sends SIGKILL 30 s after SIGTERM; gunicorn's graceful timeout is 25 s. The default of
+# SHUTDOWN_GRACE_SECONDS (settings), kept here for the code that reads it.
 SHUTDOWN_GRACE_SECONDS = 20.0
 
 
@@ -60,6 +62,8 @@ class Services:
     outbox: Outbox
     # What signs deliveries to sandbox numbers (`python -m core chat`); None when no client is in sandbox mode.
     sandbox_secret: str | None = None
+    # This process's Prometheus metrics (core/metrics.py); None only where a test or bench builds Services by hand.
+    metrics: Metrics | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -70,7 +74,8 @@ def open_store(settings: Settings) -> Store:
 
 
 def build_agent(settings: Settings, toolbox: ServiceToolbox, clock: Clock,
-                limiter: AdaptiveLimiter | None = None) -> tuple[Agent, AsyncOpenAI | None]:
+                limiter: AdaptiveLimiter | None = None,
+                metrics: Metrics | None = None) -> tuple[Agent, AsyncOpenAI | None]:
     """The OpenAI agent when a key is set, else the offline responder (knowledge answers, else offline message)."""
     if settings.openai_api_key is None:
         log.warning("llm.offline", extra={"detail": "OPENAI_API_KEY is not set: clients answer from their knowledge "
@@ -92,7 +97,7 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox, clock: Clock,
                         records_per_conversation_per_day=settings.max_records_per_conversation_per_day)
     agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds, bounds=bounds,
                         history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox,
-                        limiter=limiter, clock=clock)
+                        limiter=limiter, clock=clock, metrics=metrics)
     return agent, openai
 
 
@@ -135,6 +140,9 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                        clock: Clock | None = None) -> AsyncIterator[Services]:
     """Open the store and HTTP clients, run the scheduler, and close everything in reverse order."""
     clock = clock or SystemClock()
+    metrics = Metrics()
+    for name in (UNROUTED, *(client.name for client in registry)):
+        metrics.client(name)  # the children the hot paths increment, made before the first delivery
     store = open_store(settings)
     await store.open()
     await seed_documents(store, registry, clock.now())
@@ -145,13 +153,14 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         endpoints = ModelEndpoints(settings.llm_concurrency or settings.scheduler_concurrency, clock,
                                    base_pause_seconds=settings.llm_retry_base_seconds)
         limiter = model_limiter(settings, endpoints)
-        agent, openai = build_agent(settings, toolbox, clock, limiter)
+        agent, openai = build_agent(settings, toolbox, clock, limiter, metrics)
         senders = Senders(live=GraphSender(http, settings.whatsapp_api_base_url), sandbox=SandboxSender())
         pacer = Pacer(per_number_per_second=settings.whatsapp_rate_per_second,
                       pair_interval_seconds=settings.whatsapp_pair_interval_seconds)
         outbox = Outbox(store, pacer, RetryPolicy(attempts=settings.whatsapp_retry_attempts,
                                                   base_seconds=settings.whatsapp_retry_base_seconds,
-                                                  max_wait_seconds=30.0, deadline_seconds=90.0), clock)
+                                                  max_wait_seconds=30.0, deadline_seconds=90.0), clock,
+                        metrics=metrics)
         transcriber = (OpenAITranscriber(openai, settings.openai_transcription_model, limiter, clock)
                        if openai else None)
         media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
@@ -160,7 +169,8 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                                  history_messages=settings.history_messages, max_failures=settings.turn_max_failures)
         owner = new_owner_id()
         effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
-        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick)
+        processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
+                              metrics=metrics)
         scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_cap=settings.client_concurrency, held_back=held_back(registry, limiter),
@@ -174,10 +184,14 @@ async def run_services(settings: Settings, registry: ClientRegistry,
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
-            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret)
+            yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, metrics)
         finally:
-            # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
-            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS))
+            # Together, within gunicorn's 25 s: claiming stops at once; a turn still running after the grace is
+            # cancelled and its conversation released as due (another process answers it at once); effects not
+            # carried out by then stay in the store for the next process. Closing the store commits what is queued.
+            grace = settings.shutdown_grace_seconds
+            log.info("services.stopping", extra={"turns": scheduler.running, "grace_seconds": grace})
+            await asyncio.gather(scheduler.stop(grace), effects.stop(grace))
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

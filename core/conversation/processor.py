@@ -17,6 +17,7 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
+from core.metrics import Metrics
 from core.storage.base import LeaseLost, StoreUnavailable, TurnStore
 from core.storage.records import Claim, Conversation, Intent, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
@@ -65,8 +66,9 @@ class Processor:
 
     def __init__(self, store: TurnStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
-                 effects: Callable[[], None] = lambda: None) -> None:
+                 effects: Callable[[], None] = lambda: None, metrics: Metrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._registry = registry
         self._agent = agent
@@ -115,6 +117,9 @@ class Processor:
                                text=client.fallback_message)] if client is not None and batch else []
         stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, fallback, self._clock.now())
         await self._store.flag(conversation.id, reason)
+        self._metrics.flagged(conversation.client)
+        if fallback:
+            self._metrics.fallback(conversation.client, "turn_failures")
         if stored and client is not None:
             await self._outbox.deliver(client, self._senders.for_client(client), conversation, stored)
         await self._store.finish_turn(claim, self._clock.now())
@@ -171,6 +176,7 @@ class Processor:
             log.warning("conversation.outside_window", extra={**fields, "batch": len(batch)})
             await self._store.save_turn(claim, batch, uuid.uuid4().hex, [], self._clock.now())
             await self._store.flag(conversation.id, OUTSIDE_WINDOW_REASON)
+            self._metrics.flagged(client.name)
             return
         batch_id = uuid.uuid4().hex
         receipt = asyncio.Event()
@@ -186,10 +192,13 @@ class Processor:
                           extra={**fields, "error": f"{type(error).__name__}: {error}"[:300]})
                 result = TurnResult(reply=client.fallback_message)
                 await self._store.flag(conversation.id, f"the model could not answer ({type(error).__name__})")
+                self._metrics.flagged(client.name)
+                self._metrics.fallback(client.name, "model_error")
             spent.prompt_tokens, spent.completion_tokens = result.prompt_tokens, result.completion_tokens
             if not result.reply:
                 log.warning("llm.empty_reply", extra=fields)
                 result = replace(result, reply=client.fallback_message)
+                self._metrics.fallback(client.name, "empty_reply")
             # The read receipt comes before the reply, even when the answer came first (a model faster than Graph).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(receipt.wait(), timeout=RECEIPT_WAIT_SECONDS)
@@ -205,6 +214,7 @@ class Processor:
         # The reply, the steps and every effect the tools decided: one transaction, so none happens twice or alone.
         stored = await self._store.save_turn(claim, batch, batch_id, [*notes, *result.steps, *outbound],
                                              self._clock.now(), intents)
+        self._metrics.turn(client.name)
         if intents:
             self._effects()
         if result.handovers:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from core.storage.records import (
     Claim,
+    ClientBacklog,
     Conversation,
     ConversationQuery,
     Debounce,
@@ -182,10 +183,22 @@ class EffectStore(Flags, Protocol):
         """A conversation's effects in the order they were decided."""
 
 
-class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, Protocol):
+class ObservabilityStore(Protocol):
+    """What /metrics and /ready read: the backlog waiting per client, and the migrations applied."""
+
+    async def backlog(self, now: datetime) -> list[ClientBacklog]:
+        """Per client with anything waiting: conversations due by `now` (and the earliest due_at), conversations
+        needing attention, effects pending."""
+
+    async def applied_migrations(self) -> set[str]:
+        """The migration versions recorded as applied (PostgreSQL only: SQLite makes its schema when it opens)."""
+
+
+class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, ObservabilityStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:
         """Connect; SQLite creates its schema when missing, Postgres refuses a database not migrated yet."""
 
     async def close(self) -> None: ...
+

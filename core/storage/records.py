@@ -161,3 +161,14 @@ class Effect:
     due_at: datetime | None
     created_at: datetime
     done_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ClientBacklog:
+    """What waits in the store for one client, read when /metrics is scraped."""
+
+    client: str
+    due: int = 0  # conversations due now and not answered yet
+    oldest_due_at: datetime | None = None  # the earliest due_at among them
+    needing_attention: int = 0
+    effects_pending: int = 0

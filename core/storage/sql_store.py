@@ -29,6 +29,7 @@ from core.storage.records import (
 from core.storage.rules import (applied_statuses, effect_outcome, inbound_handling, kept_after_turn, settled_at,
                                 stays_due)
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
+from core.storage.sql_observability import ObservabilitySQL
 from core.webhook.events import InboundMessage, StatusUpdate
 
 # Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
@@ -67,7 +68,7 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-class SQLStore:
+class SQLStore(ObservabilitySQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:

@@ -114,3 +114,6 @@ CREATE TABLE IF NOT EXISTS client_switches (
     bot_enabled  INTEGER NOT NULL DEFAULT 1,        -- 0: new messages are stored handled and flagged, not answered
     updated_at   TEXT    NOT NULL
 );
+
+-- /metrics counts the conversations flagged for a person at every scrape: the index holds only those.
+CREATE INDEX IF NOT EXISTS conversations_attention ON conversations (client) WHERE needs_attention = TRUE;
