@@ -86,7 +86,9 @@ class Processor:
         try:
             await self._holding_lease(claim, self._answer(claim, spent))
         except asyncio.CancelledError:
+            # Shutting down past the grace: the conversation stays due, for another process to answer at once.
             await asyncio.shield(self._store.release(claim, retry_at=None))
+            log.info("conversation.handed_back", extra=fields)
             raise
         except LeaseLost:
             # Another processor holds the conversation now and answers it: nothing of this turn was stored or sent.
