@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest,
+                               values)
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -64,6 +65,8 @@ class Metrics:
     """The counters and histograms of one process; `registry` is where they are registered in single-process mode."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # `_created` timestamps (single-process mode only) would be a second series per counter that nobody graphs.
+        disable_created_metrics()
         self.multiprocess_dir = multiprocess_dir()
         # In multiprocess mode a scrape reads the files, so the objects are registered nowhere.
         self.registry = registry if registry is not None else CollectorRegistry()

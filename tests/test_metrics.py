@@ -161,3 +161,24 @@ def test_a_multiprocess_folder_set_only_in_env_file_is_a_clear_startup_error(tmp
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR: .* is not a folder that can be used"):
         load_settings(_env_file=None, prometheus_multiproc_dir=tmp_path / "a-file")
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_service_exposes(live_app: RunningApp):
+    """Every metric name in docs/grafana-dashboard.json's queries is one GET /metrics serves (and docs/metrics.md
+    describes): a renamed metric would leave a panel empty without a word."""
+    import json
+    import re
+
+    root = Path(__file__).parent.parent
+    dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for query in queries for name in re.findall(r"\b(bot_[a-z_]+)\b", query)}
+    served = {family.name for family in text_string_to_metric_families(httpx.get(live_app.url + "/metrics").text)}
+    suffixes = ("_bucket", "_count", "_sum", "_total")
+    bases = {name.removesuffix(suffix) for name in used for suffix in suffixes if name.endswith(suffix)} | \
+        {name for name in used if not name.endswith(suffixes)}
+    assert bases <= served, bases - served
+    described = (root / "docs" / "metrics.md").read_text()
+    undescribed = {name for name in served if name.startswith("bot_")
+                   and f"`{name}`" not in described and f"`{name}_total`" not in described}
+    assert undescribed == set()
