@@ -3,6 +3,8 @@ the store's gauges; the bearer token; several processes adding up in prometheus-
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,9 +168,6 @@ def test_a_multiprocess_folder_set_only_in_env_file_is_a_clear_startup_error(tmp
 def test_the_grafana_dashboard_uses_only_metrics_the_service_exposes(live_app: RunningApp):
     """Every metric name in docs/grafana-dashboard.json's queries is one GET /metrics serves (and docs/metrics.md
     describes): a renamed metric would leave a panel empty without a word."""
-    import json
-    import re
-
     root = Path(__file__).parent.parent
     dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
     queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]

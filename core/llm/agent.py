@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import openai
