@@ -168,7 +168,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
                                  history_messages=settings.history_messages, max_failures=settings.turn_max_failures)
         owner = new_owner_id()
-        effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
+        effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner, metrics=metrics)
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
                               metrics=metrics)
         scheduler = Scheduler(store, processor.process, clock, lease_seconds=settings.lease_seconds,
