@@ -82,7 +82,8 @@ class Settings(KnowledgeSettings):
     metrics_token: SecretStr | None = None
     # prometheus-client's multiprocess folder (gunicorn's workers add up); read from the process environment.
     prometheus_multiproc_dir: Path | None = None
-    # On SIGTERM, how long running turns may finish before they are handed back (Heroku kills 30 s after SIGTERM).
+    # On SIGTERM, how long running turns may finish before they are handed back: Heroku sends SIGKILL 30 s after
+    # SIGTERM and gunicorn's graceful timeout (Procfile) is 25 s, so the store still closes in time.
     shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=25)
     # Local development only: accept webhooks nobody signed while no app secret is set. Refused beside live settings.
     allow_unsigned_webhooks: bool = False

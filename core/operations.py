@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from core.services import ServicesDep
+from core.services import Services, ServicesDep
 from core.storage.base import StoreUnavailable
 from core.storage.migrate import migrations
 
@@ -71,7 +71,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body)
 
 
-async def _migrations(services: ServicesDep) -> str:
+async def _migrations(services: Services) -> str:
     if not services.settings.database_url.startswith(("postgresql://", "postgres://")):
         return "ok"  # SQLite: the store creates and completes its schema when it opens
     try:

@@ -46,10 +46,6 @@ from core.whatsapp.sandbox import SandboxSender
 
 log = logging.getLogger("core.services")
 
-# Heroku sends SIGKILL 30 s after SIGTERM; gunicorn's graceful timeout is 25 s. The default of
-# SHUTDOWN_GRACE_SECONDS (settings), kept here for the code that reads it.
-SHUTDOWN_GRACE_SECONDS = 20.0
-
 
 @dataclass(frozen=True)
 class Services:
