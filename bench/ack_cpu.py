@@ -52,6 +52,7 @@ from core.app import create_app
 from core.clients import discover, load_registry
 from core.clock import SystemClock
 from core.config import Settings, load_settings
+from core.metrics import Metrics
 from core.services import Services
 from core.storage.records import Debounce, InboundResult
 from core.webhook.events import InboundMessage, StatusUpdate
@@ -93,10 +94,14 @@ class IdleScheduler:
 
 
 def instant_services(settings: Settings) -> Services:
-    """The app's services with the instant store; senders and outbox are never reached by the webhook."""
+    """The app's services with the instant store; senders and outbox are never reached by the webhook. The metrics
+    are real (each acknowledgement counts and times itself, as in production); BENCH_NO_METRICS=1 leaves them out."""
     registry = load_registry(discover(settings.clients_package), settings, None)
+    metrics = None if os.environ.get("BENCH_NO_METRICS") else Metrics()
+    for client in registry if metrics is not None else ():
+        metrics.client(client.name)
     return Services(settings, registry, SystemClock(), cast(Any, InstantStore()), cast(Any, IdleScheduler()),
-                    cast(Any, None), cast(Any, None))
+                    cast(Any, None), cast(Any, None), metrics=metrics)
 
 
 def bench_settings(log_level: str) -> Settings:

@@ -21,6 +21,7 @@ from core.console.startup import say_how_to_log_in
 from core.health import router as health_router
 from core.heap import freeze_startup_objects
 from core.logs import configure_logging
+from core.operations import router as operations_router
 from core.services import run_services
 from core.webhook.router import add_routes as add_webhook_routes
 
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     `clock` is the time the service sees (the machine's by default; tests set another day). `server`: this app is
     the process's one app (core.main), so its startup objects are frozen out of garbage collection once started."""
     settings = settings or load_settings(_env_file=env_file)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(discover(settings.clients_package), settings, env_file)
     warnings = deployment_warnings(settings, registry)
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     add_error_handlers(app)
     add_webhook_routes(app)
     app.include_router(health_router)
+    app.include_router(operations_router)
     app.include_router(sandbox_router)
     add_console(app, settings, clock)
     ClientApps().mount_all(app, registry)

@@ -12,6 +12,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict, SettingsError
 from core.errors import ConfigError
 from core.knowledge.settings import KnowledgeSettings
 from core.ops.prices import Price, parse_model_prices
+from core.metrics import multiprocess_dir
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com/v26.0"
 
@@ -81,6 +82,15 @@ class Settings(KnowledgeSettings):
     turn_max_failures: int = Field(default=3, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: `event key=value …` lines; json: one JSON object per line with the same fields (core/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # Bearer token GET /metrics asks for; unset: /metrics is open (keep it off the public internet then).
+    metrics_token: SecretStr | None = None
+    # prometheus-client's multiprocess folder (gunicorn's workers add up); read from the process environment.
+    prometheus_multiproc_dir: Path | None = None
+    # On SIGTERM, how long running turns may finish before they are handed back: Heroku sends SIGKILL 30 s after
+    # SIGTERM and gunicorn's graceful timeout (Procfile) is 25 s, so the store still closes in time.
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=25)
     # Local development only: accept webhooks nobody signed while no app secret is set. Refused beside live settings.
     allow_unsigned_webhooks: bool = False
     # /docs, /redoc and /openapi.json of the root app; off, so nothing unauthenticated describes the deployment.
@@ -100,7 +110,8 @@ class Settings(KnowledgeSettings):
     model_prices: Annotated[dict[str, Price], NoDecode] = {}
 
     @field_validator("openai_api_key", "openai_base_url", "openai_classifier_model", "meta_app_secret",
-                     "whatsapp_verify_token", "sandbox_secret", "console_secret", "supabase_url", "supabase_service_key", mode="before")
+                     "whatsapp_verify_token", "sandbox_secret", "console_secret", "supabase_url", "supabase_service_key",
+                     "metrics_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -116,6 +127,26 @@ class Settings(KnowledgeSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("prometheus_multiproc_dir")
+    @classmethod
+    def _multiprocess_folder(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        try:
+            value.mkdir(parents=True, exist_ok=True)  # a fresh dyno has none; gunicorn.conf.py empties it at start
+        except OSError as error:
+            raise ValueError(f"{value} is not a folder that can be used: {error.strerror or error}") from error
+        if multiprocess_dir() is None:
+            # prometheus-client chooses its mode when imported, from os.environ: a .env line comes too late.
+            raise ValueError("must be set in the process environment (not only in .env): prometheus-client reads "
+                             "it when it is imported")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

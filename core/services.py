@@ -25,6 +25,7 @@ from core.conversation.processor import Processor, ProcessorTiming, Senders
 from core.conversation.scheduler import Scheduler, new_owner_id
 from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
+from core.metrics import UNROUTED, Metrics
 from core.llm.bounds import TurnBounds
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import ModelEndpoints
@@ -48,9 +49,6 @@ from core.whatsapp.template_sync import TemplateSync
 
 log = logging.getLogger("core.services")
 
-# Heroku sends SIGKILL 30 s after SIGTERM; gunicorn's graceful timeout is 25 s.
-SHUTDOWN_GRACE_SECONDS = 20.0
-
 
 @dataclass(frozen=True)
 class Services:
@@ -68,6 +66,8 @@ class Services:
     media_archive: MediaArchive | None = None
     # Keeps each client's message templates in the store; a template webhook kicks it.
     templates: TemplateSync | None = None
+    # This process's Prometheus metrics (core/metrics.py); None only where a test or bench builds Services by hand.
+    metrics: Metrics | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -78,7 +78,8 @@ def open_store(settings: Settings) -> Store:
 
 
 def build_agent(settings: Settings, toolbox: ServiceToolbox, clock: Clock,
-                limiter: AdaptiveLimiter | None = None) -> tuple[Agent, AsyncOpenAI | None]:
+                limiter: AdaptiveLimiter | None = None,
+                metrics: Metrics | None = None) -> tuple[Agent, AsyncOpenAI | None]:
     """The OpenAI agent when a key is set, else the offline responder (knowledge answers, else offline message)."""
     if settings.openai_api_key is None:
         log.warning("llm.offline", extra={"detail": "OPENAI_API_KEY is not set: clients answer from their knowledge "
@@ -100,7 +101,7 @@ def build_agent(settings: Settings, toolbox: ServiceToolbox, clock: Clock,
                         records_per_conversation_per_day=settings.max_records_per_conversation_per_day)
     agent = OpenAIAgent(openai, max_tool_rounds=settings.max_tool_rounds, bounds=bounds,
                         history_budget=settings.history_token_budget, retry=retry, toolbox=toolbox,
-                        limiter=limiter, clock=clock)
+                        limiter=limiter, clock=clock, metrics=metrics)
     return agent, openai
 
 
@@ -143,6 +144,10 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                        clock: Clock | None = None) -> AsyncIterator[Services]:
     """Open the store and HTTP clients, run the scheduler, and close everything in reverse order."""
     clock = clock or SystemClock()
+    prices = PriceTable(settings.model_prices)
+    metrics = Metrics(prices=prices)
+    for name in (UNROUTED, *(client.name for client in registry)):
+        metrics.client(name)  # the children the hot paths increment, made before the first delivery
     store = open_store(settings)
     await store.open()
     await seed_documents(store, registry, clock.now())
@@ -153,7 +158,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         endpoints = ModelEndpoints(settings.llm_concurrency or settings.scheduler_concurrency, clock,
                                    base_pause_seconds=settings.llm_retry_base_seconds)
         limiter = model_limiter(settings, endpoints)
-        agent, openai = build_agent(settings, toolbox, clock, limiter)
+        agent, openai = build_agent(settings, toolbox, clock, limiter, metrics)
         graph = GraphSender(http, settings.whatsapp_api_base_url)
         senders = Senders(live=graph, sandbox=SandboxSender())
         templates = TemplateSync(store, registry, graph, clock, settings.template_sync_seconds or None)
@@ -162,7 +167,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         outbox = Outbox(store, pacer, RetryPolicy(attempts=settings.whatsapp_retry_attempts,
                                                   base_seconds=settings.whatsapp_retry_base_seconds,
                                                   max_wait_seconds=30.0, deadline_seconds=90.0), clock,
-                        templates=store)
+                        templates=store, metrics=metrics)
         transcriber = (OpenAITranscriber(openai, settings.openai_transcription_model, limiter, clock)
                        if openai else None)
         media = MediaReader(store, transcriber, settings.media_max_bytes, archive)
@@ -170,10 +175,9 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                                  typing_refresh_seconds=settings.typing_refresh_seconds,
                                  history_messages=settings.history_messages, max_failures=settings.turn_max_failures)
         owner = new_owner_id()
-        effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
-        prices = PriceTable(settings.model_prices)
+        effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner, metrics=metrics)
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
-                              budget=BudgetGuard(store, prices))
+                              budget=BudgetGuard(store, prices), metrics=metrics)
         retention = RetentionJob(store, archive, {client.name: client.settings.retention_days for client in registry},
                                  settings.retention_days, clock, owner)
 
@@ -195,11 +199,14 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
             yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices, archive,
-                           templates)
+                           templates, metrics)
         finally:
-            # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
-            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS),
-                                 retention.stop(), templates.stop())
+            # Together, within gunicorn's 25 s: claiming stops at once; a turn still running after the grace is
+            # cancelled and its conversation released as due (another process answers it at once); effects not
+            # carried out by then stay in the store for the next process. Closing the store commits what is queued.
+            grace = settings.shutdown_grace_seconds
+            log.info("services.stopping", extra={"turns": scheduler.running, "grace_seconds": grace})
+            await asyncio.gather(scheduler.stop(grace), effects.stop(grace), retention.stop(), templates.stop())
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

@@ -19,7 +19,7 @@ log = logging.getLogger("core.worker")
 async def run_worker() -> None:
     """Run the services with the scheduler until SIGTERM or SIGINT, then stop cleanly (leases released)."""
     settings = load_settings(run_scheduler=True)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(discover(settings.clients_package), settings, Path(".env"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ import logging
 from core.clients import Client
 from core.clock import Clock
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window, reopen_hint
+from core.metrics import Metrics
 from core.retry import RetryPolicy
 from core.storage.base import Sends, StoreUnavailable, TemplateStore
 from core.storage.records import Conversation, StoredMessage
@@ -26,9 +27,10 @@ class Outbox:
     """Sends a conversation's stored outbound messages in order and records each outcome."""
 
     def __init__(self, store: Sends, pacer: Pacer, retry: RetryPolicy, clock: Clock,
-                 templates: TemplateStore | None = None) -> None:
+                 templates: TemplateStore | None = None, metrics: Metrics | None = None) -> None:
         self._store = store
         self._templates = templates  # to name, when a window is closed, the templates that could reopen it
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._pacer = pacer
         self._retry = retry
@@ -44,7 +46,7 @@ class Outbox:
                 error = {"code": OUTSIDE_WINDOW, "title": "outside the 24 h window",
                          "message": "free-form messages need the user to have written in the last 24 hours"}
                 log.warning("whatsapp.outside_window", extra=fields)
-                await self._fail_rest(messages[index:], error)
+                await self._fail_rest(client, messages[index:], error)
                 await self.flag_window_closed(client, conversation.id)
                 return False
             try:
@@ -52,9 +54,11 @@ class Outbox:
             except WhatsAppError as error:
                 await self._refused(client, conversation, error, fields)
                 await self._store.mark_sent(message.id, None, "failed", error.as_record())
-                await self._fail_rest(messages[index + 1:], {"message": "not sent: an earlier part was refused"})
+                self._metrics.sent(client.name, "failed")
+                await self._fail_rest(client, messages[index + 1:], {"message": "not sent: an earlier part was refused"})
                 return False
             await self._recorded(message, wamid, "sandbox" if sandbox else "sent")
+            self._metrics.sent(client.name, "sandbox" if sandbox else "sent")
         return True
 
     async def _recorded(self, message: StoredMessage, wamid: str, status: str) -> None:
@@ -81,6 +85,7 @@ class Outbox:
     async def flag_window_closed(self, client: Client, conversation_id: int) -> None:
         """Flag a conversation whose window is closed, naming the templates that could reopen it."""
         await self._store.flag(conversation_id, await self.window_reason(client))
+        self._metrics.flagged(client.name)
 
     async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
                     message: StoredMessage) -> str:
@@ -90,14 +95,18 @@ class Outbox:
                 if attempt.retry_state.attempt_number > 1:
                     log.info("whatsapp.send_retry", extra={"client": client.name, "conversation": conversation.id,
                                                            "attempt": attempt.retry_state.attempt_number})
-                if message.type == "template":
-                    template = (message.payload or {}).get("template")
-                    if not isinstance(template, dict):
-                        raise WhatsAppError("a template message was stored without its template")
-                    return await sender.send_template(conversation.phone_number_id, client.access_token,
-                                                      conversation, template)
-                return await sender.send_text(conversation.phone_number_id, client.access_token, conversation,
-                                              message.text or "")
+                try:
+                    if message.type == "template":
+                        template = (message.payload or {}).get("template")
+                        if not isinstance(template, dict):
+                            raise WhatsAppError("a template message was stored without its template")
+                        return await sender.send_template(conversation.phone_number_id, client.access_token,
+                                                          conversation, template)
+                    return await sender.send_text(conversation.phone_number_id, client.access_token, conversation,
+                                                  message.text or "")
+                except WhatsAppError as error:  # every attempt's code, the retried ones too (130429 is news)
+                    self._metrics.send_error(client.name, error.code)
+                    raise
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _refused(self, client: Client, conversation: Conversation, error: WhatsAppError, fields: dict) -> None:
@@ -110,7 +119,9 @@ class Outbox:
         reason = await self.window_reason(client) if error.code == OUTSIDE_WINDOW else \
             f"WhatsApp refused a message (code {error.code}: {error.title or error})"
         await self._store.flag(conversation.id, reason)
+        self._metrics.flagged(client.name)
 
-    async def _fail_rest(self, messages: list[StoredMessage], error: dict) -> None:
+    async def _fail_rest(self, client: Client, messages: list[StoredMessage], error: dict) -> None:
         for message in messages:
             await self._store.mark_sent(message.id, None, "failed", error)
+            self._metrics.sent(client.name, "failed")

@@ -17,6 +17,7 @@ from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
 from core.conversation.window import is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
+from core.metrics import Metrics
 from core.ops.budget import BudgetGuard, budget_email, budget_message
 from core.storage.base import LeaseLost, StoreUnavailable, TurnStore
 from core.storage.records import Claim, Conversation, Intent, ModelUsage, NewMessage, StoredMessage
@@ -67,8 +68,10 @@ class Processor:
 
     def __init__(self, store: TurnStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
-                 effects: Callable[[], None] = lambda: None, budget: BudgetGuard | None = None) -> None:
+                 effects: Callable[[], None] = lambda: None, budget: BudgetGuard | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._registry = registry
         self._agent = agent
@@ -87,7 +90,9 @@ class Processor:
         try:
             await self._holding_lease(claim, self._answer(claim, spent))
         except asyncio.CancelledError:
+            # Shutting down past the grace: the conversation stays due, for another process to answer at once.
             await asyncio.shield(self._store.release(claim, retry_at=None))
+            log.info("conversation.handed_back", extra=fields)
             raise
         except LeaseLost:
             # Another processor holds the conversation now and answers it: nothing of this turn was stored or sent.
@@ -119,6 +124,9 @@ class Processor:
                                text=client.fallback_message)] if client is not None and batch else []
         stored = await self._store.save_turn(claim, batch, uuid.uuid4().hex, fallback, self._clock.now())
         await self._store.flag(conversation.id, reason)
+        self._metrics.flagged(conversation.client)
+        if fallback:
+            self._metrics.fallback(conversation.client, "turn_failures")
         if stored and client is not None:
             await self._outbox.deliver(client, self._senders.for_client(client), conversation, stored)
         await self._store.finish_turn(claim, self._clock.now())
@@ -188,6 +196,8 @@ class Processor:
                 result = TurnResult(reply=budget_message(client),
                                     intents=budget_email(client, conversation, over_budget, self._clock.now()))
                 await self._store.flag(conversation.id, over_budget)
+                self._metrics.flagged(client.name)
+                self._metrics.fallback(client.name, "over_budget")
             else:
                 result = await self._model_turn(claim, client, sender, batch, history, batch_id)
             spent.prompt_tokens, spent.completion_tokens = result.prompt_tokens, result.completion_tokens
@@ -195,6 +205,7 @@ class Processor:
             if not result.reply:
                 log.warning("llm.empty_reply", extra=fields)
                 result = replace(result, reply=client.fallback_message)
+                self._metrics.fallback(client.name, "empty_reply")
             # The read receipt comes before the reply, even when the answer came first (a model faster than Graph).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(receipt.wait(), timeout=RECEIPT_WAIT_SECONDS)
@@ -212,6 +223,7 @@ class Processor:
                                              self._clock.now(), intents, result.usage)
         # Stored with the turn: a failure after this point must not count them again.
         spent.prompt_tokens, spent.completion_tokens, spent.usage = 0, 0, []
+        self._metrics.turn(client.name)
         if intents:
             self._effects()
         if result.handovers:
@@ -235,6 +247,8 @@ class Processor:
             log.error("llm.unavailable", exc_info=True, extra={"client": client.name, "conversation": conversation.id,
                                                                "error": f"{type(error).__name__}: {error}"[:300]})
             await self._store.flag(conversation.id, f"the model could not answer ({type(error).__name__})")
+            self._metrics.flagged(client.name)
+            self._metrics.fallback(client.name, "model_error")
             return TurnResult(reply=client.fallback_message)
 
     async def _reply_parts(self, client: Client, result: TurnResult) -> list[NewMessage]:

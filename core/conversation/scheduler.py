@@ -56,11 +56,19 @@ class Scheduler:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[asyncio.Task[None], str] = {}
+        self._last_pass = 0.0  # the event loop's time when the loop last began a pass (GET /ready reads it)
 
     @property
     def running(self) -> int:
         """Turns in flight in this process."""
         return len(self._running)
+
+    @property
+    def alive(self) -> bool:
+        """Started, not stopping, and its loop began a pass lately (a pass waits at most the poll interval)."""
+        if self._loop_task is None or self._loop_task.done() or self._stopping:
+            return False
+        return asyncio.get_running_loop().time() - self._last_pass < max(3 * self._poll_seconds, 60.0)
 
     def nudge(self, due_at: datetime | None = None) -> None:
         """Something may be due sooner than planned (a new message): look again, unless already waking by then."""
@@ -85,6 +93,7 @@ class Scheduler:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            self._last_pass = asyncio.get_running_loop().time()
             try:
                 await self._tidy()
                 await self._claim_and_start()

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from core.clients import ClientRegistry
 from core.clock import Clock
+from core.metrics import Metrics
 from core.notify.email import Email, describe_error, is_temporary
 from core.retry import RetryPolicy
 from core.storage.base import EffectStore, StoreUnavailable
@@ -33,8 +34,9 @@ class EffectRunner:
 
     def __init__(self, store: EffectStore, registry: ClientRegistry, mailer: Mailer, clock: Clock, *, owner: str,
                  lease_seconds: float = 120.0, attempts: int = 6, base_seconds: float = 2.0,
-                 max_wait_seconds: float = 600.0) -> None:
+                 max_wait_seconds: float = 600.0, metrics: Metrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._registry = registry
         self._mailer = mailer
         self._clock = clock
@@ -127,3 +129,4 @@ class EffectRunner:
         await self._settle(effect, error=reason)
         if effect.conversation_id is not None:
             await self._store.flag(effect.conversation_id, f"a staff email could not be sent ({reason[:200]})")
+            self._metrics.flagged(effect.client)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import openai
@@ -22,6 +22,7 @@ from core.llm.bounds import TurnBounds, cut_reply
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import call_limited
 from core.llm.tools import ToolContext, Toolbox
+from core.metrics import Metrics
 from core.retry import RetryPolicy
 from core.storage.records import Conversation, Intent, ModelUsage, NewMessage, StoredMessage
 
@@ -107,8 +108,10 @@ class OpenAIAgent:
 
     def __init__(self, client: AsyncOpenAI, *, max_tool_rounds: int, history_budget: int, retry: RetryPolicy,
                  toolbox: Toolbox | None = None, bounds: TurnBounds = TurnBounds(),
-                 limiter: AdaptiveLimiter | None = None, clock: Clock | None = None) -> None:
+                 limiter: AdaptiveLimiter | None = None, clock: Clock | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._openai = client
+        self._metrics = metrics or Metrics()
         self._limiter = limiter  # the endpoint's: 429s lower how many calls are in flight, successes raise it
         self._clock = clock or SystemClock()
         self._bounds = bounds
@@ -188,10 +191,23 @@ class OpenAIAgent:
             limits.append(note)
         return f"Error: not run: the limit of {note} was reached. Answer with what you have."
 
-    async def _send(self, request: dict[str, Any]) -> ChatCompletion:
-        def post() -> Awaitable[ChatCompletion]:
-            return self._openai.post("/chat/completions", body=request, cast_to=ChatCompletion,
-                                     options={"security": {"bearer_auth": True}})
+    async def _send(self, client: str, request: dict[str, Any]) -> ChatCompletion:
+        model = str(request.get("model"))
+
+        async def post() -> ChatCompletion:
+            # Timed here, not around the limiter: the histogram is the model's latency, not our queue's.
+            started = time.perf_counter()
+            try:
+                completion = await self._openai.post("/chat/completions", body=request, cast_to=ChatCompletion,
+                                                     options={"security": {"bearer_auth": True}})
+            except Exception:
+                self._metrics.model_call(client, model, time.perf_counter() - started, ok=False)
+                raise
+            usage = completion.usage
+            self._metrics.model_call(client, model, time.perf_counter() - started, ok=True,
+                                     prompt_tokens=usage.prompt_tokens if usage else 0,
+                                     completion_tokens=usage.completion_tokens if usage else 0)
+            return completion
 
         if self._limiter is None:
             return await post()
@@ -210,7 +226,7 @@ class OpenAIAgent:
                 if number > 1:
                     log.warning("llm.retry", extra={"client": turn.client.name, "conversation": turn.conversation.id,
                                                     "attempt": number})
-                completion = await self._send(request)
+                completion = await self._send(turn.client.name, request)
         tokens = completion.usage
         usage.add(request["model"], tokens.prompt_tokens if tokens else 0, tokens.completion_tokens if tokens else 0)
         return completion.choices[0].message

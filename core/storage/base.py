@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from core.storage.records import (
     Claim,
+    ClientBacklog,
     Conversation,
     ConversationQuery,
     Debounce,
@@ -294,8 +295,19 @@ class EchoStore(Protocol):
         if needed; its conversation id, or None when it was already stored. It does not make the bot answer."""
 
 
+class ObservabilityStore(Protocol):
+    """What /metrics and /ready read: the backlog waiting per client, and the migrations applied."""
+
+    async def backlog(self, now: datetime) -> list[ClientBacklog]:
+        """Per client with anything waiting: conversations due by `now` (and the earliest due_at), conversations
+        needing attention, effects pending."""
+
+    async def applied_migrations(self) -> set[str]:
+        """The migration versions recorded as applied (PostgreSQL only: SQLite makes its schema when it opens)."""
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

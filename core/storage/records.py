@@ -194,3 +194,11 @@ class UsageRow:
     model_calls: int
     prompt_tokens: int
     completion_tokens: int
+class ClientBacklog:
+    """What waits in the store for one client, read when /metrics is scraped."""
+
+    client: str
+    due: int = 0  # conversations due now and not answered yet
+    oldest_due_at: datetime | None = None  # the earliest due_at among them
+    needing_attention: int = 0
+    effects_pending: int = 0

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from time import perf_counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from starlette import routing
 
 from core.clients import Route
+from core.metrics import UNROUTED
 from core.services import Services, ServicesDep
 from core.storage.base import StoreUnavailable
 from core.webhook.changes import take_change
@@ -64,6 +66,7 @@ async def receive(request: Request) -> Response:
 
     A plain Starlette route (see add_routes): FastAPI's request handling and dependency solving cost more CPU
     than the rest of an acknowledgement outside the store, and this endpoint uses none of it."""
+    started = perf_counter()
     services: Services = request.state.services
     limit = services.settings.webhook_max_body_bytes
     body = await _read_limited(request, limit)
@@ -91,6 +94,7 @@ async def receive(request: Request) -> Response:
         return _problem(400, f"not a webhook payload: {error.errors(include_url=False)[0]['loc']} is malformed")
     if payload.object != "whatsapp_business_account":
         log.warning("webhook.unexpected_object", extra={"object": payload.object})
+        _acknowledged(services, UNROUTED, started)
         return JSONResponse({"status": "ignored"})
     routed = _route(services, parse_events(payload, clean=needs_cleaning(body)))
     for event, route in routed:
@@ -101,7 +105,7 @@ async def receive(request: Request) -> Response:
             log.warning("webhook.cross_client_signature", extra={"client": route.client.name, "waba_id": event.waba_id})
             return _problem(401, "X-Hub-Signature-256 was not made with the app secret of the client it names")
     try:
-        stored = await _take_in(services, routed)
+        stored, client = await _take_in(services, routed)
     except StoreUnavailable:
         log.exception("webhook.store_unavailable")
         return _problem(503, "storage unavailable; the delivery was not recorded, retry later")
@@ -109,8 +113,15 @@ async def receive(request: Request) -> Response:
         # Never a 500: Meta retries a 503, and what was stored before the failure is deduplicated on wamid.
         log.exception("webhook.failed", extra={"events": len(routed)})
         return _problem(503, "the delivery could not be recorded; retry later")
+    _acknowledged(services, client, started)
     # Written out rather than through JSONResponse's json.dumps: always this shape, and ~2 us less a delivery.
     return Response(b'{"status":"ok","stored":%d}' % stored, media_type="application/json")
+
+
+def _acknowledged(services: Services, client: str, started: float) -> None:
+    """Count a 200 and its latency under the delivery's client (its first routed event's)."""
+    if services.metrics is not None:
+        services.metrics.acknowledged(client, perf_counter() - started)
 
 
 def _not_a_number(name: str) -> float:
@@ -178,8 +189,10 @@ def _route(services: Services, events: list[Event]) -> list[tuple[Event, Route]]
     return routed
 
 
-async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int:
+async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> tuple[int, str]:
+    """Store what the delivery carries; returns how many messages were new and the client it is counted under."""
     stored = 0
+    counted = UNROUTED
     earliest_due = None
     now = services.clock.now()
     # A line per message or status is DEBUG: at INFO, formatting and writing it cost about as much CPU as the rest
@@ -189,6 +202,8 @@ async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int
         client = route.client
         if client is None:
             continue
+        if counted is UNROUTED:
+            counted = client.name
         if isinstance(event, InboundMessage):
             result = await services.store.record_inbound(client.name, event, client.debounce, now)
             stored += result.is_new
@@ -213,4 +228,4 @@ async def _take_in(services: Services, routed: list[tuple[Event, Route]]) -> int
                                                     "field": event.field, "detail": event.detail})
     if earliest_due is not None:
         services.scheduler.nudge(earliest_due)
-    return stored
+    return stored, counted
