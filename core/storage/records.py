@@ -194,6 +194,9 @@ class UsageRow:
     model_calls: int
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True)
 class ClientBacklog:
     """What waits in the store for one client, read when /metrics is scraped."""
 
