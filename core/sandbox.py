@@ -6,11 +6,10 @@ signed with the sandbox secret reach it, so a live deployment is not opened by i
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from core.config import Settings
+from core.kept_secret import kept_secret, read_kept_secret
 
 SANDBOX_NUMBER_PREFIX = "sandbox-"
 # Beside the default SQLite file, so that a server and `python -m core chat` started in one folder share it.
@@ -28,27 +27,9 @@ def is_sandbox_number(phone_number_id: str | None) -> bool:
 
 def sandbox_secret(settings: Settings, file: Path = SECRET_FILE) -> str:
     """SANDBOX_SECRET, else the random secret kept in data/sandbox_secret (made on first use, owner-only)."""
-    if settings.sandbox_secret is not None:
-        return settings.sandbox_secret.get_secret_value()
-    existing = read_sandbox_secret(file)
-    if existing:
-        return existing
-    file.parent.mkdir(parents=True, exist_ok=True)
-    draft = file.with_name(f".{file.name}.{os.getpid()}")
-    draft.write_text(secrets.token_urlsafe(32), encoding="utf-8")
-    draft.chmod(0o600)
-    try:
-        os.link(draft, file)  # atomic and exclusive: several workers starting at once agree on one secret
-    except FileExistsError:
-        pass
-    finally:
-        draft.unlink()
-    return read_sandbox_secret(file) or ""
+    return kept_secret(settings.sandbox_secret, file)
 
 
 def read_sandbox_secret(file: Path = SECRET_FILE) -> str | None:
     """The secret a local server made, if there is one."""
-    try:
-        return file.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
+    return read_kept_secret(file)
