@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -10,7 +11,9 @@ from typing import Annotated, Literal
 from annotated_types import Interval
 from pydantic import AfterValidator, BeforeValidator
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 
 from core.api.auth import require_api_key
 from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, ErasureRead, MessageRead,
@@ -82,7 +85,15 @@ def add_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
         return JSONResponse({"detail": error.message}, status_code=error.status_code, headers=headers)
 
+    async def on_invalid_request(request: Request, error: Exception) -> Response:
+        # FastAPI's own 422, written with ASCII escapes: the errors quote the input, and a lone surrogate in it
+        # (JSON allows the escape) cannot be encoded as UTF-8, which turned a 422 into a 500.
+        assert isinstance(error, RequestValidationError)
+        body = json.dumps({"detail": jsonable_encoder(error.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
+
     app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
 
 
 def build_client_router(client: Client) -> APIRouter:
