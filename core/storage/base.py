@@ -294,8 +294,19 @@ class EchoStore(Protocol):
         if needed; its conversation id, or None when it was already stored. It does not make the bot answer."""
 
 
+class RichStore(Protocol):
+    """Rich outgoing messages (core/whatsapp/rich.py): what the outbox records when one goes out as its text."""
+
+    async def record_fallback(self, message_id: int, payload: dict[str, Any]) -> None:
+        """Replace a pending message's payload with one that says its text goes instead, and why."""
+
+
+class OutboxStore(Sends, RichStore, Protocol):
+    """What the outbox writes: each part's outcome, flags, and rich messages' fallbacks."""
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, RichStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:
