@@ -112,7 +112,7 @@ class Outbox:
         payload = {**(message.payload or {}), "fallback": {"sent_as": "text", **fallback}}
         await self._store.record_fallback(message.id, payload)
         log.info("whatsapp.rich_fallback", extra={"client": client.name, "conversation": conversation.id,
-                                                  "message": message.id, "reason": fallback["reason"]})
+                                                  "message_id": message.id, "reason": fallback["reason"]})
         return await self._send(client, sender, conversation, message, as_text=True)
 
     async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
