@@ -12,11 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
-from core.whatsapp.rich import Button, LocationMessage, ReplyButtons, fallback_text
+from core.conversation.outbox import Outbox
+from core.storage.sqlite import SQLiteStore
+from core.whatsapp.client import GraphSender
+from core.whatsapp.rich import Button, LocationMessage, ReplyButtons, fallback_text, rich_message
 from tests.conftest import RunningApp, TestClientIds as ClientIds
+from tests.core.storage.test_store import DEBOUNCE, inbound
+from tests.fakes.clock import ManualClock
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import load_delivery, text_delivery, wait_for
+from tests.unit.fakes import NO_WAIT_RETRY, T0, instant_pacer, make_client
 
 SHOP = ClientIds("shop", "1301", "2301", "shop-token", "shop-secret", "shop-key")
 TWO_DAYS = 2 * 24 * 3600
@@ -317,3 +323,28 @@ def test_the_readable_text_of_a_long_message_fits_a_text():
     assert fallback_text(long) == long.readable()
     place = LocationMessage(latitude=0, longitude=0)
     assert place.readable() == "📍\n\nhttps://www.google.com/maps/search/?api=1&query=0.0%2C0.0"
+
+
+@pytest.mark.anyio
+async def test_a_fallback_recorded_before_a_crash_goes_out_as_text_when_resent(tmp_path: Path, graph: FakeGraph):
+    """A process that recorded the fallback and died before sending: the next holder sends the text, not the rich
+    form Meta refused."""
+    store = SQLiteStore(tmp_path / "store.db")
+    await store.open()
+    try:
+        conversation_id = (await store.record_inbound("demo", inbound("hola", at=T0), DEBOUNCE, T0)).conversation_id
+        rich = ReplyButtons(body="¿Confirmás?", buttons=[Button(title="Sí"), Button(title="No")])
+        stored = await store.add_operator_message(conversation_id, rich_message(rich, "operator"), T0)
+        await store.record_fallback(stored.id, {**(stored.payload or {}),
+                                                "fallback": {"sent_as": "text", "reason": "refused (131026)"}})
+        async with httpx.AsyncClient() as http:
+            outbox = Outbox(store, instant_pacer(), NO_WAIT_RETRY, ManualClock(T0))
+            conversation = await store.get_conversation("demo", conversation_id)
+            pending = await store.get_message(stored.id)
+            assert conversation is not None and pending is not None
+            assert await outbox.deliver(make_client(), GraphSender(http, graph.url), conversation, [pending])
+    finally:
+        await store.close()
+    assert graph.sends_of("interactive") == []
+    [text] = graph.texts()
+    assert text.text == "¿Confirmás?\n\n1. Sí\n2. No"
