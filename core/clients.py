@@ -55,6 +55,9 @@ class ClientSettings(EmailSettings):
     vision: bool = False
     # Send what the model writes beside a tool call ("let me check…") before its answer, as a person would.
     send_text_beside_tools: bool = True
+    # Buttons, lists, images, documents and locations go out as such; false sends their readable text instead
+    # (docs/rich-messages.md), e.g. for a number whose people use apps that do not show them.
+    rich_messages: bool = True
     # Credits: past either budget this calendar month (UTC, from the usage ledger) the bot answers with
     # budget_message instead of calling the model, and staff get one email a month (docs/usage.md).
     monthly_budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)

@@ -16,7 +16,7 @@ from core.llm.instructions import SinglePrompt
 client = ClientSpec(
     name="emprendemy",
     instructions=SinglePrompt(prompts.INSTRUCTIONS),
-    tools=[tools.list_courses, tools.search_courses, tools.course_details, tools.register_lead, hand_over_to_person],
+    tools=[tools.list_courses, tools.offer_courses, tools.search_courses, tools.course_details, tools.register_lead, hand_over_to_person],
     router=router,
     offline_message=prompts.OFFLINE_MESSAGE,
     fallback_message=prompts.FALLBACK_MESSAGE,

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from clients.emprendemy.catalogue import DOCUMENT, Catalogue, Course, find, search
 from core.llm.tools import ToolContext, ToolError
+from core.whatsapp.rich import ListMessage, Row, Section
 
 log = logging.getLogger("clients.emprendemy")
 
@@ -85,6 +86,27 @@ async def list_courses(*, ctx: ToolContext) -> str:
     This catalogue is the only source about courses: a course not listed here does not exist."""
     courses = await load_courses(ctx)
     return f"Catálogo de Emprendemy: {len(courses)} cursos, y no hay otros.\n" + "\n".join(map(_line, courses))
+
+
+def _short(name: str, limit: int) -> str:
+    """A course name within a list row's title limit, cut at a word."""
+    if len(name) <= limit:
+        return name
+    return name[:limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+
+
+async def offer_courses(*, ctx: ToolContext) -> str:
+    """Send the user the courses as a WhatsApp list to tap and choose from (name, price and next start).
+
+    Use it when the user wants to see the courses to pick one; when they choose, their reply names the course."""
+    courses = sorted(await load_courses(ctx), key=lambda course: course.next_start)
+    shown = courses[:10]  # a WhatsApp list holds at most 10 rows
+    rows = [Row(id=course.id, title=_short(course.name, 24),
+                description=f"{course.name} · {price(course.price_ars)}"[:72]) for course in shown]
+    sent = ctx.reply_rich(ListMessage(body="Estos son nuestros cursos. Tocá «Ver cursos» y elegí el que te interesa.",
+                                      button="Ver cursos", sections=[Section(rows=rows)]))
+    left = f" Los otros {len(courses) - 10} no entraban en la lista." if len(courses) > 10 else ""
+    return sent + left
 
 
 async def search_courses(query: str, *, ctx: ToolContext) -> str:

@@ -17,10 +17,11 @@ from fastapi.responses import JSONResponse, Response
 
 from core.api.auth import require_api_key
 from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, ErasureRead, MessageRead,
-                              OperatorMessage, TemplateRead, TemplateSend, UsageDay, UsageFigures, UsageReport)
+                              OperatorMessage, OperatorSend, TemplateRead, TemplateSend, UsageDay, UsageFigures,
+                              UsageReport)
 from core.clients import Client, ClientRegistry
 from core.contacts.erasure import erase_contact
-from core.conversation.takeover import send_operator_message, set_mode
+from core.conversation.takeover import send_operator_message, send_operator_rich, set_mode
 from core.conversation.template_send import send_template
 from core.errors import AppError, NotFound
 from core.ops.usage import BadPeriod, Report, usage_report
@@ -165,10 +166,16 @@ def build_client_router(client: Client) -> APIRouter:
 
     @router.post("/conversations/{conversation_id}/messages", status_code=201)
     async def operator_message(services: ServicesDep, conversation_id: ConversationId,
-                               body: OperatorMessage) -> MessageRead:
-        """Send an operator's text through WhatsApp; 422 outside the 24 h window, 502 when WhatsApp refuses."""
-        sent = await send_operator_message(services.store, services.outbox, client, services.senders.for_client(client),
-                                           conversation_id, body.text, services.clock.now())
+                               body: OperatorSend) -> MessageRead:
+        """Send an operator's text, or with `type` buttons, a list, an image, a document or a location
+        (docs/rich-messages.md); 422 outside the 24 h window or for a field over Meta's limits, 502 when WhatsApp
+        refuses."""
+        sender, now = services.senders.for_client(client), services.clock.now()
+        if isinstance(body, OperatorMessage):
+            sent = await send_operator_message(services.store, services.outbox, client, sender, conversation_id,
+                                               body.text, now)
+        else:
+            sent = await send_operator_rich(services.store, services.outbox, client, sender, conversation_id, body, now)
         return MessageRead.model_validate(sent, from_attributes=True)
 
     @router.get("/usage", response_model_by_alias=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag, model_validator
+
+from core.whatsapp.rich import DocumentMessage, ImageMessage, ListMessage, LocationMessage, ReplyButtons, kind_of
 
 # What neither database keeps in a text (JSON can still carry it as an escape).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -63,7 +65,17 @@ class ClientHealth(BaseModel):
 class OperatorMessage(BaseModel):
     """A text an operator sends to the user through WhatsApp."""
 
+    type: Literal["text"] = "text"
     text: str = Field(min_length=1, max_length=4096)
+
+
+# What POST …/messages takes: a text ({"text"}, `type` optional) or a rich kind named by `type` (docs/rich-messages.md).
+OperatorSend = Annotated[
+    Annotated[OperatorMessage, Tag("text")] | Annotated[ReplyButtons, Tag("buttons")]
+    | Annotated[ListMessage, Tag("list")] | Annotated[ImageMessage, Tag("image")]
+    | Annotated[DocumentMessage, Tag("document")] | Annotated[LocationMessage, Tag("location")],
+    Discriminator(kind_of),
+]
 
 
 class BotSwitch(BaseModel):

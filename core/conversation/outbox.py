@@ -9,16 +9,20 @@ from core.clock import Clock
 from core.conversation.window import OUTSIDE_WINDOW_REASON, is_within_window, reopen_hint
 from core.metrics import Metrics
 from core.retry import RetryPolicy
-from core.storage.base import Sends, StoreUnavailable, TemplateStore
+from core.storage.base import OutboxStore, StoreUnavailable, TemplateStore
 from core.storage.records import Conversation, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.pacing import Pacer
+from core.whatsapp.rich import RICH_TYPES
 
 log = logging.getLogger("core.outbox")
 
 OUTSIDE_WINDOW = 131047
 TOKEN_INVALID = 190
+# Meta's refusals of a rich message that its text can still get past: a value it does not take (131009), a recipient
+# whose app cannot show it (131026), a type the number cannot send (131051).
+RICH_FALLBACK_CODES = frozenset({131009, 131026, 131051})
 # A part WhatsApp accepted waits this long for a store that is down to record it (a turn's lease ends it sooner).
 RECORDING = RetryPolicy(attempts=1000, base_seconds=0.1, max_wait_seconds=2.0, deadline_seconds=60.0)
 
@@ -26,7 +30,7 @@ RECORDING = RetryPolicy(attempts=1000, base_seconds=0.1, max_wait_seconds=2.0, d
 class Outbox:
     """Sends a conversation's stored outbound messages in order and records each outcome."""
 
-    def __init__(self, store: Sends, pacer: Pacer, retry: RetryPolicy, clock: Clock,
+    def __init__(self, store: OutboxStore, pacer: Pacer, retry: RetryPolicy, clock: Clock,
                  templates: TemplateStore | None = None, metrics: Metrics | None = None) -> None:
         self._store = store
         self._templates = templates  # to name, when a window is closed, the templates that could reopen it
@@ -50,7 +54,7 @@ class Outbox:
                 await self.flag_window_closed(client, conversation.id)
                 return False
             try:
-                wamid = await self._send(client, sender, conversation, message)
+                wamid = await self._send_part(client, sender, conversation, message)
             except WhatsAppError as error:
                 await self._refused(client, conversation, error, fields)
                 await self._store.mark_sent(message.id, None, "failed", error.as_record())
@@ -87,8 +91,37 @@ class Outbox:
         await self._store.flag(conversation_id, await self.window_reason(client))
         self._metrics.flagged(client.name)
 
+    async def _send_part(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
+                         message: StoredMessage) -> str:
+        """Send one message; a rich one goes as its readable text where it is not allowed (docs/rich-messages.md)."""
+        payload = message.payload or {}
+        if message.type not in RICH_TYPES or payload.get("fallback"):
+            # A fallback recorded by an earlier attempt (a process that died before sending it) stays a fallback.
+            return await self._send(client, sender, conversation, message, as_text=message.type in RICH_TYPES)
+        if not getattr(client.settings, "rich_messages", True):
+            reason = f"rich messages are off for this client ({client.env_prefix}RICH_MESSAGES=false)"
+            return await self._fall_back(client, sender, conversation, message, {"reason": reason})
+        try:
+            return await self._send(client, sender, conversation, message)
+        except WhatsAppError as error:
+            if error.code not in RICH_FALLBACK_CODES:
+                raise
+            log.warning("whatsapp.rich_refused", extra={"client": client.name, "conversation": conversation.id,
+                                                        "type": message.type, "code": error.code, "error": str(error)})
+            reason = f"WhatsApp refused the {payload.get('kind', message.type)} message (code {error.code}: {error})"
+            return await self._fall_back(client, sender, conversation, message, {"reason": reason, "code": error.code})
+
+    async def _fall_back(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
+                         message: StoredMessage, fallback: dict) -> str:
+        """Record on the message that its text goes instead (the timeline shows it), then send that text."""
+        payload = {**(message.payload or {}), "fallback": {"sent_as": "text", **fallback}}
+        await self._store.record_fallback(message.id, payload)
+        log.info("whatsapp.rich_fallback", extra={"client": client.name, "conversation": conversation.id,
+                                                  "message_id": message.id, "reason": fallback["reason"]})
+        return await self._send(client, sender, conversation, message, as_text=True)
+
     async def _send(self, client: Client, sender: WhatsAppSender, conversation: Conversation,
-                    message: StoredMessage) -> str:
+                    message: StoredMessage, *, as_text: bool = False) -> str:
         async for attempt in self._retry.retrying(lambda error: isinstance(error, WhatsAppError) and error.is_transient):
             with attempt:
                 await self._pacer.wait(conversation.phone_number_id, conversation.user_key)
@@ -102,6 +135,12 @@ class Outbox:
                             raise WhatsAppError("a template message was stored without its template")
                         return await sender.send_template(conversation.phone_number_id, client.access_token,
                                                           conversation, template)
+                    if message.type in RICH_TYPES and not as_text:
+                        content = (message.payload or {}).get(message.type)
+                        if not isinstance(content, dict):
+                            raise WhatsAppError(f"a {message.type} message was stored without its content")
+                        return await sender.send_message(conversation.phone_number_id, client.access_token,
+                                                         conversation, message.type, content)
                     return await sender.send_text(conversation.phone_number_id, client.access_token, conversation,
                                                   message.text or "")
                 except WhatsAppError as error:  # every attempt's code, the retried ones too (130429 is news)

@@ -202,7 +202,7 @@ class Processor:
                 result = await self._model_turn(claim, client, sender, batch, history, batch_id)
             spent.prompt_tokens, spent.completion_tokens = result.prompt_tokens, result.completion_tokens
             spent.usage = result.usage
-            if not result.reply:
+            if not result.reply and not result.rich:
                 log.warning("llm.empty_reply", extra=fields)
                 result = replace(result, reply=client.fallback_message)
                 self._metrics.fallback(client.name, "empty_reply")
@@ -264,6 +264,16 @@ class Processor:
         parts: list[NewMessage] = []
         for index, chunks in enumerate(formatted):
             final = index == len(formatted) - 1
+            if final:
+                # What the tools sent (buttons, a list…) goes after the words beside their calls, before the answer.
+                rich = [replace(message, category=result.category) for message in result.rich]
+                if not result.reply:
+                    # No words after them: the first carries the tokens of the calls that produced the turn's end.
+                    rich[0] = replace(rich[0], prompt_tokens=result.prompt_tokens - step_prompt,
+                                      completion_tokens=result.completion_tokens - step_completion)
+                    parts += rich
+                    break
+                parts += rich
             for number, chunk in enumerate(chunks):
                 first_of_reply = final and number == 0
                 # The reply carries the tokens of the calls that produced it (the tool rounds carry their own).

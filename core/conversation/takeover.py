@@ -13,6 +13,7 @@ from core.storage.base import OperatorStore
 from core.clock import Clock
 from core.storage.records import Mode, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
+from core.whatsapp.rich import RichKind, rich_message
 
 log = logging.getLogger("core.takeover")
 
@@ -36,6 +37,19 @@ async def set_mode(store: OperatorStore, client: Client, conversation_id: int, m
 async def send_operator_message(store: OperatorStore, outbox: Outbox, client: Client, sender: WhatsAppSender,
                                 conversation_id: int, text: str, now: datetime) -> StoredMessage:
     """Send an operator's text through WhatsApp and store it with role operator; refused outside the 24 h window."""
+    message = NewMessage(direction="out", role="operator", type="text", text=text, status="pending")
+    return await send_as_operator(store, outbox, client, sender, conversation_id, message, now)
+
+
+async def send_operator_rich(store: OperatorStore, outbox: Outbox, client: Client, sender: WhatsAppSender,
+                             conversation_id: int, rich: RichKind, now: datetime) -> StoredMessage:
+    """Send an operator's buttons, list, image, document or location, under the same rules as a text."""
+    return await send_as_operator(store, outbox, client, sender, conversation_id, rich_message(rich, "operator"), now)
+
+
+async def send_as_operator(store: OperatorStore, outbox: Outbox, client: Client, sender: WhatsAppSender,
+                           conversation_id: int, message: NewMessage, now: datetime) -> StoredMessage:
+    """Store an operator's message and send it; refused outside the 24 h window, SendRefused when WhatsApp refuses."""
     conversation = await store.get_conversation(client.name, conversation_id)
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id} for client {client.name}")
@@ -43,8 +57,7 @@ async def send_operator_message(store: OperatorStore, outbox: Outbox, client: Cl
         hint = await outbox.reopen_hint(client)
         raise OutsideWindow("the user last wrote more than 24 hours ago: WhatsApp only accepts a template now"
                             + (f" ({hint}; POST …/template sends one)" if hint else ""))
-    stored = await store.add_operator_message(
-        conversation.id, NewMessage(direction="out", role="operator", type="text", text=text, status="pending"), now)
+    stored = await store.add_operator_message(conversation.id, message, now)
     delivered = await outbox.deliver(client, sender, conversation, [stored])
     sent = await store.get_message(stored.id) or stored
     if not delivered:

@@ -58,6 +58,7 @@ class TurnResult:
     intents: list[Intent] = field(default_factory=list)  # what the tools decided: records, emails, hand-overs
     limits: list[str] = field(default_factory=list)  # the bounds this turn hit (core/llm/bounds.py)
     usage: list[ModelUsage] = field(default_factory=list)  # model calls and their tokens, per model (usage ledger)
+    rich: list[NewMessage] = field(default_factory=list)  # rich messages the tools sent, in order (before the reply)
 
     @property
     def handovers(self) -> list[str]:
@@ -158,7 +159,8 @@ class OpenAIAgent:
                     limits.append(f"reply characters: {self._bounds.reply_characters} (MAX_REPLY_CHARACTERS)")
                 return TurnResult(reply=reply, steps=steps, prompt_tokens=usage.prompt,
                                   completion_tokens=usage.completion, category=category,
-                                  intents=list(context.intents), limits=limits, usage=list(usage.by_model.values()))
+                                  intents=list(context.intents), limits=limits, usage=list(usage.by_model.values()),
+                                  rich=[message for _, message in context.rich])
             records = [{"id": call.id, "type": "function",
                         "function": {"name": call.function.name, "arguments": call.function.arguments}}
                        for call in calls]

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
-from core.storage.records import Intent
+from core.storage.records import Intent, NewMessage
+from core.whatsapp.rich import RichKind, RichMessage, rich_message
 
 if TYPE_CHECKING:
     from core.knowledge.base import Passage
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("core.llm.tools")
 
 CONTEXT_PARAMETER = "ctx"
+# Rich messages (buttons, lists, media, locations) tools may send in one turn: each is a message to the person,
+# and Meta's pair rate is about one message every 6 s (WHATSAPP.md §9).
+MAX_RICH_PER_TURN = 3
+_RICH = TypeAdapter(RichMessage)
 
 
 class Toolbox(Protocol):
@@ -55,6 +60,8 @@ class ToolContext:
     intents: list[Intent] = field(default_factory=list)
     call_id: str = "call"  # the tool call being run (the agent sets it): intents are keyed by it
     records_per_day: int = 3  # records of one kind this conversation may add in 24 hours (MAX_RECORDS_PER_...)
+    # Rich messages the tools sent, with the tool call that sent each: they go out with the turn's reply.
+    rich: list[tuple[str, NewMessage]] = field(default_factory=list)
     _made: int = 0
 
     def begin_call(self, call_id: str) -> None:
@@ -103,6 +110,29 @@ class ToolContext:
         ref = f"{kind[:1].upper()}-{hashlib.sha256(f'{self.batch_id}/{key}'.encode()).hexdigest()[:6].upper()}"
         self.intents.append(Intent("record", key, {"kind": kind, "data": data, "ref": ref}))
         return RecordRef(ref)
+
+    def reply_rich(self, message: RichKind | dict[str, Any]) -> str:
+        """Send the person buttons, a list, an image, a document or a location with this turn's reply (before it).
+
+        `message` is a model of core.whatsapp.rich or its JSON shape (`{"type": "buttons", …}`); returns what to
+        tell the model (it was sent, as this text). ToolError when it does not fit Meta's limits or the turn has
+        sent MAX_RICH_PER_TURN already."""
+        if isinstance(message, dict):
+            try:
+                message = _RICH.validate_python(message)
+            except ValidationError as error:
+                raise ToolError(f"the message was not sent: {_fields(error)}") from None
+        outgoing = rich_message(message, "assistant")
+        if any(sent.payload == outgoing.payload for _, sent in self.rich):
+            return f"This {message.type} message was already sent to the user in this turn; do not send it again."
+        if len(self.rich) >= MAX_RICH_PER_TURN:
+            log.warning("turn.limit_hit", extra={"client": self.client, "conversation": self.conversation_id,
+                                                 "limit": f"rich messages per turn: {MAX_RICH_PER_TURN}"})
+            raise ToolError(f"this turn already sent {MAX_RICH_PER_TURN} rich messages, the most allowed: "
+                            "answer in words.")
+        self.rich.append((self.call_id, outgoing))
+        return (f"Sent to the user as a WhatsApp {message.type} message, shown before your answer; they see:\n"
+                f"{outgoing.text}")
 
     def _key(self) -> str:
         self._made += 1
@@ -197,9 +227,17 @@ class Tool:
             result = self.function(**kwargs)
             if isinstance(result, Awaitable):
                 result = await result
+            if isinstance(result, RichKind):
+                result = context.reply_rich(result)  # a tool may return its rich message: it is sent the same way
         except ToolError as error:
             return f"Error: {error}"
         return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+
+
+def _fields(error: ValidationError) -> str:
+    """A validation error as the model can act on it: each field's path and what is wrong."""
+    return "; ".join(f"{'.'.join(map(str, item['loc'])) or 'message'}: {item['msg']}"
+                     for item in error.errors(include_url=False))
 
 
 class ToolSet:

@@ -306,8 +306,19 @@ class ObservabilityStore(Protocol):
         """The migration versions recorded as applied (PostgreSQL only: SQLite makes its schema when it opens)."""
 
 
+class RichStore(Protocol):
+    """Rich outgoing messages (core/whatsapp/rich.py): what the outbox records when one goes out as its text."""
+
+    async def record_fallback(self, message_id: int, payload: dict[str, Any]) -> None:
+        """Replace a pending message's payload with one that says its text goes instead, and why."""
+
+
+class OutboxStore(Sends, RichStore, Protocol):
+    """What the outbox writes: each part's outcome, flags, and rich messages' fallbacks."""
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, OutboxStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -36,6 +36,7 @@ from core.storage.sql_console import ConsoleSQL
 from core.storage.sql_echoes import EchoSQL
 from core.storage.sql_templates import TemplateSQL
 from core.storage.sql_observability import ObservabilitySQL
+from core.storage.sql_rich import RichSQL
 from core.webhook.events import InboundMessage, StatusUpdate
 
 # Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
@@ -74,7 +75,7 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, ObservabilitySQL):
+class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, ObservabilitySQL, RichSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:

@@ -51,6 +51,11 @@ class WhatsAppSender(Protocol):
                             template: dict[str, Any]) -> str:
         """Send a template message (the Cloud API `template` object); returns its wamid."""
 
+    async def send_message(self, phone_number_id: str, token: str | None, to: Recipient, message_type: str,
+                           content: dict[str, Any]) -> str:
+        """Send a message of another type (interactive, image, document, location) with its Cloud API object;
+        returns its wamid."""
+
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
         """Mark a message read, optionally showing the typing indicator."""
 
@@ -97,6 +102,12 @@ class GraphSender:
                             template: dict[str, Any]) -> str:
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **recipient_fields(to),
                    "type": "template", "template": template}
+        return _wamid(await self._post(phone_number_id, token, payload))
+
+    async def send_message(self, phone_number_id: str, token: str | None, to: Recipient, message_type: str,
+                           content: dict[str, Any]) -> str:
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **recipient_fields(to),
+                   "type": message_type, message_type: content}
         return _wamid(await self._post(phone_number_id, token, payload))
 
     async def list_templates(self, waba_id: str, token: str | None) -> list[dict[str, Any]]:

@@ -28,6 +28,13 @@ class SandboxSender:
                                                            "wamid": wamid, "template": template.get("name")})
         return wamid
 
+    async def send_message(self, phone_number_id: str, token: str | None, to: Recipient, message_type: str,
+                           content: dict[str, Any]) -> str:
+        wamid = f"sandbox.{uuid.uuid4().hex}"
+        log.info("whatsapp.sandbox_send_rich", extra={"phone_number_id": phone_number_id, **recipient_fields(to),
+                                                      "wamid": wamid, "type": message_type})
+        return wamid
+
     async def mark_read(self, phone_number_id: str, token: str | None, wamid: str, typing: bool) -> None:
         log.debug("whatsapp.sandbox_mark_read", extra={"phone_number_id": phone_number_id, "wamid": wamid})
 

@@ -22,7 +22,7 @@ from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import text_delivery, wait_for
 
 SEED = json.loads((Path(emprendemy_package.__file__).parent / "courses.json").read_text(encoding="utf-8"))
-TOOLS = {"list_courses", "search_courses", "course_details", "register_lead", "hand_over_to_person"}
+TOOLS = {"list_courses", "offer_courses", "search_courses", "course_details", "register_lead", "hand_over_to_person"}
 STAFF = "ventas@emprendemy.test"
 
 

@@ -61,10 +61,14 @@ class FakeGraph:
         ])
 
     def fail_next(self, status: int, code: int, message: str = "error", *, to: str | None = None) -> None:
-        """Answer the next text or template send with this Graph error (mark-as-read calls are not affected); with
-        `to`, the next such send to that recipient."""
+        """Answer the next message send (text, template, interactive, media…) with this Graph error (mark-as-read
+        calls are not affected); with `to`, the next such send to that recipient."""
         self._failures.append((status, {"error": {"message": message, "type": "OAuthException", "code": code,
                                                   "fbtrace_id": "AbCdEf"}}, to))
+
+    def sends_of(self, message_type: str) -> list[GraphCall]:
+        """The sends of one Cloud API type (interactive, image, document, location…) that reached it."""
+        return [call for call in self.calls if call.body.get("type") == message_type]
 
     def template_sends(self) -> list[GraphCall]:
         return [call for call in self.calls if call.body.get("type") == "template"]
@@ -129,7 +133,7 @@ class FakeGraph:
             self.calls.append(call)
             recipient = body.get("to") or body.get("recipient")
             failure = next((item for item in self._failures if item[2] in (None, recipient)), None) \
-                if call.body.get("type") in ("text", "template") else None
+                if "type" in call.body else None
             if failure:
                 self._failures.remove(failure)
                 self.refused.append(call)
