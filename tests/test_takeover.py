@@ -227,6 +227,6 @@ def test_takeover_endpoints_need_the_key_and_see_only_the_clients_own_conversati
     # A lone surrogate, as JSON's escape: refused, and the 422 that quotes it is still written (it was a 500).
     refused = app.http.post(f"{app.url}/api/v1/{DEMO.name}{base}/messages", content=b'{"text": "a\\ud800b"}',
                             headers={"Authorization": f"Bearer {DEMO.api_key}", "Content-Type": "application/json"})
-    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "text"]
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "text"
     assert app.conversation(DEMO, wa_id)["mode"] == "bot"
     assert texts_to(graph, wa_id) == ["echo: hola"]
