@@ -15,6 +15,7 @@ import httpx
 from fastapi import Depends, Request
 from openai import AsyncOpenAI
 
+from core.broadcasts.runner import BroadcastRunner
 from core.clients import ClientRegistry
 from core.clock import Clock, SystemClock
 from core.config import Settings
@@ -68,6 +69,8 @@ class Services:
     media_archive: MediaArchive | None = None
     # Keeps each client's message templates in the store; a template webhook kicks it.
     templates: TemplateSync | None = None
+    # Works due broadcasts (in the processes that run the scheduler); kicked when one is created.
+    broadcasts: BroadcastRunner | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -188,18 +191,22 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         if limiter is not None:
             limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
         templates.start()  # in the background: startup never waits on the Graph API
+        broadcasts = BroadcastRunner(store, registry, senders, pacer, clock, owner=owner,
+                                     lease_seconds=settings.lease_seconds,
+                                     pause_base_seconds=settings.broadcast_pause_seconds)
         if settings.run_scheduler:
             scheduler.start()
+            broadcasts.start()
         else:
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
             yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices, archive,
-                           templates)
+                           templates, broadcasts)
         finally:
             # Together, within gunicorn's 25 s: effects not carried out by then stay in the store for the next process.
             await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_SECONDS), effects.stop(SHUTDOWN_GRACE_SECONDS),
-                                 retention.stop(), templates.stop())
+                                 retention.stop(), templates.stop(), broadcasts.stop(SHUTDOWN_GRACE_SECONDS))
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

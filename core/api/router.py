@@ -13,6 +13,8 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.api.auth import require_api_key
+from core.api.broadcasts import build_broadcasts_router
+from core.api.contacts import build_contacts_router
 from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, ErasureRead, MessageRead,
                               OperatorMessage, TemplateRead, TemplateSend, UsageDay, UsageFigures, UsageReport)
 from core.clients import Client, ClientRegistry
@@ -254,6 +256,8 @@ class ClientApps:
             app = FastAPI(title=f"{client.name} API", version="1", openapi_url=None, docs_url=None, redoc_url=None)
             add_error_handlers(app)
             app.include_router(build_client_router(client))
+            app.include_router(build_contacts_router(client), dependencies=[Depends(require_api_key(client))])
+            app.include_router(build_broadcasts_router(client), dependencies=[Depends(require_api_key(client))])
             if client.spec.router is not None:
                 app.include_router(client.spec.router, dependencies=[Depends(require_api_key(client))])
             app.include_router(_schema_router(app, client))
