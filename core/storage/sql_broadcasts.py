@@ -45,14 +45,14 @@ class BroadcastSQL:
                 "scheduled" if at > now else "running", at, now)
             assert row is not None
             broadcast_id = row["id"]
+            keys = list(dict.fromkeys(audience.get("user_keys") or []))
             tags = sorted({tag.lower() for tag in audience.get("tags") or []})
             if tags:
-                marks = ", ".join(f"${n + 4}" for n in range(len(tags)))
-                await tx.execute(
-                    f"""INSERT INTO broadcast_recipients (broadcast_id, client, user_key, updated_at)
-                        SELECT DISTINCT $1, $2, user_key, $3 FROM contact_tags WHERE client = $2 AND tag IN ({marks})
-                        ON CONFLICT (broadcast_id, user_key) DO NOTHING""", broadcast_id, client, now, *tags)
-            keys = list(dict.fromkeys(audience.get("user_keys") or []))
+                # Read, then inserted as values: an INSERT … SELECT of untyped parameters does not type on Postgres.
+                marks = ", ".join(f"${n + 2}" for n in range(len(tags)))
+                keys = [row["user_key"] for row in await tx.fetch(
+                    f"SELECT DISTINCT user_key FROM contact_tags WHERE client = $1 AND tag IN ({marks}) "
+                    "ORDER BY user_key", client, *tags)]
             if keys:
                 await tx.executemany(
                     """INSERT INTO broadcast_recipients (broadcast_id, client, user_key, updated_at)
