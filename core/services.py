@@ -191,7 +191,9 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         if limiter is not None:
             limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
         templates.start()  # in the background: startup never waits on the Graph API
-        broadcasts = BroadcastRunner(store, registry, senders, pacer, clock, owner=owner,
+        # Broadcasts share the number's rate across processes through the store; replies keep the rest (pacer).
+        broadcasts = BroadcastRunner(store, registry, senders, clock, owner=owner,
+                                     rate_per_second=settings.whatsapp_rate_per_second * settings.broadcast_rate_share,
                                      lease_seconds=settings.lease_seconds,
                                      pause_base_seconds=settings.broadcast_pause_seconds)
         if settings.run_scheduler:

@@ -1,5 +1,6 @@
 """The broadcast worker: claims recipients of due broadcasts in batches under a lease, sends each one's template
-paced under the number's throughput, and records every send; pauses a broadcast on Meta's rate and spam errors.
+at the send time its claim handed out (the number's throughput shared by all processes through the store), and
+records every send; pauses a broadcast on Meta's rate and spam errors.
 
 Runs in every process that runs the scheduler. A recipient's outbound message is stored before its send, and its
 send carries biz_opaque_callback_data naming it: Meta has no idempotency key for /messages, so a process that dies
@@ -11,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from core.broadcasts.parameters import for_person
 from core.clients import ClientRegistry
@@ -23,7 +25,6 @@ from core.storage.broadcast_records import Broadcast, Recipient
 from core.storage.records import NewMessage
 from core.storage.sql_broadcasts import callback_data
 from core.whatsapp.errors import WhatsAppError
-from core.whatsapp.pacing import Pacer
 from core.whatsapp.templates import APPROVED, Template, TemplateError
 
 log = logging.getLogger("core.broadcasts")
@@ -33,6 +34,9 @@ PAUSE_CODES = frozenset({130429, 131048, 131056})
 # A broadcast whose client or template is gone waits this long before it is looked at again.
 BLOCKED_SECONDS = 3600.0
 DUE_AT_ONCE = 10  # broadcasts looked at per pass
+# The last part of a lease in which no send starts (the recipient goes back to the queue): claims hand out slots
+# within the first half, so only a process stalled that long gives any back.
+LEASE_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,16 @@ class _To:
 class BroadcastRunner:
     """Works due broadcasts in the background; `kick()` when one is created or becomes due."""
 
-    def __init__(self, store: BroadcastStore, registry: ClientRegistry, senders: Senders, pacer: Pacer, clock: Clock,
-                 *, owner: str, lease_seconds: float = 60.0, batch_size: int = 100, poll_seconds: float = 1.0,
-                 pause_base_seconds: float = 5.0, pause_max_seconds: float = 900.0) -> None:
+    def __init__(self, store: BroadcastStore, registry: ClientRegistry, senders: Senders, clock: Clock,
+                 *, owner: str, rate_per_second: float, lease_seconds: float = 60.0, batch_size: int = 100,
+                 poll_seconds: float = 1.0, pause_base_seconds: float = 5.0, pause_max_seconds: float = 900.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._store = store
         self._registry = registry
         self._senders = senders
-        self._pacer = pacer
+        self._rate = rate_per_second  # the number's broadcast sends a second, all processes together
         self._clock = clock
+        self._sleep = sleep
         self._owner = owner
         self._lease_seconds = lease_seconds
         self._batch_size = batch_size
@@ -119,7 +125,8 @@ class BroadcastRunner:
             await self._pause(broadcast, reason, BLOCKED_SECONDS)
             return 0
         recipients = await self._store.claim_recipients(broadcast.id, self._owner, self._clock.now(),
-                                                        self._lease_seconds, self._batch_size)
+                                                        self._lease_seconds, self._batch_size,
+                                                        rate_per_second=self._rate)
         if not recipients:
             return 0
         sender = self._senders.for_client(client)
@@ -132,8 +139,8 @@ class BroadcastRunner:
             stored = await self._store.prepare_recipient(broadcast, recipient, message, self._clock.now())
             if stored is None or message is None:
                 return
-            await self._pacer.wait(broadcast.phone_number_id, recipient.user_key)
-            if halt.is_set():
+            await self._until(recipient.not_before)
+            if halt.is_set() or self._lease_ending(recipient):
                 held.append(recipient.id)
                 return
             try:
@@ -177,6 +184,20 @@ class BroadcastRunner:
         elif broadcast.pauses:
             await self._store.broadcast_progressed(broadcast.id, self._clock.now())
         return len(recipients)
+
+    async def _until(self, slot: datetime | None) -> None:
+        """Wait for the recipient's send slot (handed out by the claim from the number's shared slots)."""
+        if slot is not None:
+            delay = (slot - self._clock.now()).total_seconds()
+            if delay > 0:
+                await self._sleep(delay)
+
+    def _lease_ending(self, recipient: Recipient) -> bool:
+        # A send started this late could still be in flight when another process claims the recipient again.
+        if recipient.lease_until is None:
+            return False
+        margin = timedelta(seconds=self._lease_seconds * LEASE_MARGIN)
+        return self._clock.now() >= recipient.lease_until - margin
 
     async def _pause(self, broadcast: Broadcast, reason: str, seconds: float) -> None:
         now = self._clock.now()

@@ -82,6 +82,8 @@ class Recipient:
     name: str | None  # the contact's name for {{contact.name}} (staff's, else the profile name)
     email: str | None
     attempts: int
+    lease_until: datetime | None = None  # this claim's lease: a send not started well before it is given back
+    not_before: datetime | None = None  # its send slot under the number's shared throughput (a paced claim)
 
 
 @dataclass(frozen=True)

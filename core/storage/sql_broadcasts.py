@@ -7,6 +7,7 @@ recorded from a status webhook that named its callback data meanwhile (`link_bro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,15 @@ _WORKABLE = "status IN ('scheduled', 'running', 'paused') AND due_at IS NOT NULL
 _CLAIMABLE = "(state = 'queued' OR (state = 'sending' AND lease_until <= $3))"
 # What a status webhook's biz_opaque_callback_data says of a broadcast send: "broadcast:<id>:<recipient id>".
 CALLBACK_PREFIX = "broadcast:"
+
+
+def _slots_within(ahead: timedelta, horizon_seconds: float, rate_per_second: float) -> int:
+    """How many sends, 1 / rate apart from `ahead` on, start within the horizon (at least one when the first does):
+    a claim takes no recipient it could not send well inside its lease."""
+    room = horizon_seconds - ahead.total_seconds()
+    if room < 0:
+        return 0
+    return max(1, math.floor(room * rate_per_second))
 
 
 def callback_data(broadcast_id: int, recipient_id: int) -> str:
@@ -131,22 +141,30 @@ class BroadcastSQL:
         return [self._broadcast(row) for row in rows]
 
     async def claim_recipients(self, broadcast_id: int, owner: str, now: datetime, lease_seconds: float,
-                               limit: int) -> list[Recipient]:
+                               limit: int, *, rate_per_second: float | None = None) -> list[Recipient]:
         """Lease up to `limit` of a running broadcast's recipients (waiting ones, or a dead claim's), in order; when
-        none is left at all, the broadcast is done."""
+        none is left at all, the broadcast is done. With `rate_per_second`, each gets its send time (`not_before`)
+        from the number's send slots, and only as many are taken as have a slot within half the lease."""
         lease_until = now + timedelta(seconds=lease_seconds)
 
         async def write(tx: Tx) -> list[Recipient]:
-            live = await tx.fetchval(
-                f"SELECT 1 FROM broadcasts WHERE id = $1 AND {_WORKABLE.replace('$1', '$2')}", broadcast_id, now)
-            if live is None:
+            phone_number_id = await tx.fetchval(
+                f"SELECT phone_number_id FROM broadcasts WHERE id = $1 AND {_WORKABLE.replace('$1', '$2')}",
+                broadcast_id, now)
+            if phone_number_id is None:
                 return []
+            take, start = limit, now
+            if rate_per_second is not None:
+                start = await self._first_free_slot(tx, phone_number_id, now)
+                take = min(limit, _slots_within(start - now, lease_seconds / 2, rate_per_second))
+                if take == 0:
+                    return []  # the number's slots are booked that far ahead: a later pass claims
             rows = await tx.fetch(
                 f"""UPDATE broadcast_recipients SET state = 'sending', lease_owner = $1, lease_until = $2,
                         attempts = attempts + 1, updated_at = $3
                     WHERE id IN (SELECT id FROM broadcast_recipients WHERE broadcast_id = $4 AND {_CLAIMABLE}
                                  ORDER BY id LIMIT $5 {self._d.claim_lock})
-                    RETURNING id""", owner, lease_until, now, broadcast_id, limit)
+                    RETURNING id""", owner, lease_until, now, broadcast_id, take)
             if not rows:
                 left = await tx.fetchval("SELECT 1 FROM broadcast_recipients WHERE broadcast_id = $1 "
                                          "AND state IN ('queued', 'sending') LIMIT 1", broadcast_id)
@@ -165,12 +183,28 @@ class BroadcastSQL:
                             WHERE c.client = r.client AND c.user_key = r.user_key) AS profile_name
                     FROM broadcast_recipients r LEFT JOIN contacts k ON k.client = r.client AND k.user_key = r.user_key
                     WHERE r.broadcast_id = $1 AND r.id IN ({marks}) ORDER BY r.id""", broadcast_id, *ids)
+            spacing = timedelta(seconds=1 / rate_per_second) if rate_per_second is not None else None
+            if spacing is not None:
+                # The slots handed out are used up, sent or not: an unsent one only leaves the number idle then.
+                await tx.execute("UPDATE send_slots SET next_at = $2 WHERE phone_number_id = $1",
+                                 phone_number_id, start + spacing * len(found))
             return [Recipient(id=row["id"], broadcast_id=broadcast_id, user_key=row["user_key"], state=row["state"],
                               message_id=row["message_id"], conversation_id=row["conversation_id"],
                               opted_out=bool(row["opted_out"]), name=row["name"] or row["profile_name"],
-                              email=row["email"], attempts=row["attempts"]) for row in found]
+                              email=row["email"], attempts=row["attempts"], lease_until=lease_until,
+                              not_before=start + spacing * n if spacing is not None else None)
+                    for n, row in enumerate(found)]
 
         return await self.database.write(write)
+
+    async def _first_free_slot(self, tx: Tx, phone_number_id: str, now: datetime) -> datetime:
+        """The number's next free broadcast send time (now if it has been idle), its row locked until commit: claims
+        on one number take turns, so no two hand out the same slot."""
+        await tx.execute("INSERT INTO send_slots (phone_number_id, next_at) VALUES ($1, $2) "
+                         "ON CONFLICT (phone_number_id) DO NOTHING", phone_number_id, now)
+        next_at = self._d.time(await tx.fetchval(
+            f"SELECT next_at FROM send_slots WHERE phone_number_id = $1 {self._d.row_lock}", phone_number_id))
+        return max(next_at, now) if next_at is not None else now
 
     async def prepare_recipient(self, broadcast: Broadcast, recipient: Recipient, message: NewMessage | None,
                                 now: datetime) -> StoredMessage | None:

@@ -237,3 +237,9 @@ CREATE TABLE IF NOT EXISTS broadcast_recipients (
 CREATE INDEX IF NOT EXISTS broadcast_recipients_work ON broadcast_recipients (broadcast_id, state, id);
 CREATE INDEX IF NOT EXISTS broadcast_recipients_person ON broadcast_recipients (client, user_key);
 CREATE INDEX IF NOT EXISTS broadcast_recipients_message ON broadcast_recipients (message_id);
+-- Send slots (issue 12): one row per business number; the next free broadcast send time, handed out by claims so
+-- several processes share the number's throughput.
+CREATE TABLE IF NOT EXISTS send_slots (
+    phone_number_id  TEXT PRIMARY KEY,
+    next_at          TEXT NOT NULL                  -- the earliest time the next broadcast send may go out
+);
