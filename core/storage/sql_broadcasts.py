@@ -25,12 +25,10 @@ CALLBACK_PREFIX = "broadcast:"
 
 
 def _slots_within(ahead: timedelta, horizon_seconds: float, rate_per_second: float) -> int:
-    """How many sends, 1 / rate apart from `ahead` on, start within the horizon (at least one when the first does):
-    a claim takes no recipient it could not send well inside its lease."""
+    """How many sends, 1 / rate apart from `ahead` on, start before the horizon: a claim takes no recipient it could
+    not send well inside its lease."""
     room = horizon_seconds - ahead.total_seconds()
-    if room < 0:
-        return 0
-    return max(1, math.floor(room * rate_per_second))
+    return max(0, math.ceil(room * rate_per_second - 1e-9))
 
 
 def callback_data(broadcast_id: int, recipient_id: int) -> str:
