@@ -22,7 +22,7 @@ from core.clock import Clock
 from core.conversation.processor import Senders
 from core.storage.base import BroadcastStore
 from core.storage.broadcast_records import Broadcast, Recipient
-from core.storage.records import NewMessage
+from core.storage.records import NewMessage, StoredMessage
 from core.storage.sql_broadcasts import callback_data
 from core.whatsapp.errors import WhatsAppError
 from core.whatsapp.templates import APPROVED, Template, TemplateError
@@ -134,12 +134,13 @@ class BroadcastRunner:
         held: list[int] = []
         errors: list[WhatsAppError] = []
 
-        async def one(recipient: Recipient) -> None:
+        async def prepare(recipient: Recipient) -> tuple[Recipient, NewMessage, StoredMessage] | None:
             message = None if recipient.opted_out else _message(broadcast, template, recipient)
             stored = await self._store.prepare_recipient(broadcast, recipient, message, self._clock.now())
-            if stored is None or message is None:
-                return
-            await self._until(recipient.not_before)
+            return None if stored is None or message is None else (recipient, message, stored)
+
+        async def one(recipient: Recipient, message: NewMessage, stored: StoredMessage, slot: datetime) -> None:
+            await self._until(slot)
             if halt.is_set() or self._lease_ending(recipient):
                 held.append(recipient.id)
                 return
@@ -168,12 +169,15 @@ class BroadcastRunner:
             await self._store.record_recipient(recipient.id, stored.id, wamid, status, None, self._clock.now())
 
         try:
-            await asyncio.gather(*(one(recipient) for recipient in recipients))
+            ready = [item for item in await asyncio.gather(*(prepare(r) for r in recipients)) if item is not None]
         except TemplateError as error:  # the template changed since the broadcast was checked against it
             log.error("broadcasts.template_changed", extra={**fields, "error": str(error)})
             await self._store.release_recipients([r.id for r in recipients], self._owner, self._clock.now())
             await self._pause(broadcast, str(error), BLOCKED_SECONDS)
             return 0
+        # Booked once the messages are stored, so no slot passes while they are written (late sends would bunch).
+        slots = await self._store.book_send_slots(broadcast.phone_number_id, len(ready), self._clock.now(), self._rate)
+        await asyncio.gather(*(one(*item, slot) for item, slot in zip(ready, slots, strict=True)))
         await self._store.release_recipients(held, self._owner, self._clock.now())
         if errors:
             error = errors[0]

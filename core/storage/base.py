@@ -334,6 +334,9 @@ class BroadcastStore(Sends, Protocol):
     async def claim_recipients(self, broadcast_id: int, owner: str, now: datetime, lease_seconds: float,
                                limit: int, *, rate_per_second: float | None = None) -> list[Recipient]: ...
 
+    async def book_send_slots(self, phone_number_id: str, count: int, now: datetime,
+                              rate_per_second: float) -> list[datetime]: ...
+
     async def prepare_recipient(self, broadcast: Broadcast, recipient: Recipient, message: NewMessage | None,
                                 now: datetime) -> StoredMessage | None: ...
 

@@ -83,7 +83,6 @@ class Recipient:
     email: str | None
     attempts: int
     lease_until: datetime | None = None  # this claim's lease: a send not started well before it is given back
-    not_before: datetime | None = None  # its send slot under the number's shared throughput (a paced claim)
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,8 @@ class BroadcastSQL:
     async def claim_recipients(self, broadcast_id: int, owner: str, now: datetime, lease_seconds: float,
                                limit: int, *, rate_per_second: float | None = None) -> list[Recipient]:
         """Lease up to `limit` of a running broadcast's recipients (waiting ones, or a dead claim's), in order; when
-        none is left at all, the broadcast is done. With `rate_per_second`, each gets its send time (`not_before`)
-        from the number's send slots, and only as many are taken as have a slot within half the lease."""
+        none is left at all, the broadcast is done. With `rate_per_second`, only as many as the number's free send
+        slots (`book_send_slots`) allow within half the lease."""
         lease_until = now + timedelta(seconds=lease_seconds)
 
         async def write(tx: Tx) -> list[Recipient]:
@@ -151,10 +151,13 @@ class BroadcastSQL:
                 broadcast_id, now)
             if phone_number_id is None:
                 return []
-            take, start = limit, now
+            take = limit
             if rate_per_second is not None:
-                start = await self._first_free_slot(tx, phone_number_id, now)
-                take = min(limit, _slots_within(start - now, lease_seconds / 2, rate_per_second))
+                # Read without a lock: it sizes the claim; the slots themselves are booked when the sends are ready.
+                booked = self._d.time(await tx.fetchval(
+                    "SELECT next_at FROM send_slots WHERE phone_number_id = $1", phone_number_id))
+                ahead = max(booked - now, timedelta(0)) if booked is not None else timedelta(0)
+                take = min(limit, _slots_within(ahead, lease_seconds / 2, rate_per_second))
                 if take == 0:
                     return []  # the number's slots are booked that far ahead: a later pass claims
             rows = await tx.fetch(
@@ -181,28 +184,34 @@ class BroadcastSQL:
                             WHERE c.client = r.client AND c.user_key = r.user_key) AS profile_name
                     FROM broadcast_recipients r LEFT JOIN contacts k ON k.client = r.client AND k.user_key = r.user_key
                     WHERE r.broadcast_id = $1 AND r.id IN ({marks}) ORDER BY r.id""", broadcast_id, *ids)
-            spacing = timedelta(seconds=1 / rate_per_second) if rate_per_second is not None else None
-            if spacing is not None:
-                # The slots handed out are used up, sent or not: an unsent one only leaves the number idle then.
-                await tx.execute("UPDATE send_slots SET next_at = $2 WHERE phone_number_id = $1",
-                                 phone_number_id, start + spacing * len(found))
             return [Recipient(id=row["id"], broadcast_id=broadcast_id, user_key=row["user_key"], state=row["state"],
                               message_id=row["message_id"], conversation_id=row["conversation_id"],
                               opted_out=bool(row["opted_out"]), name=row["name"] or row["profile_name"],
-                              email=row["email"], attempts=row["attempts"], lease_until=lease_until,
-                              not_before=start + spacing * n if spacing is not None else None)
-                    for n, row in enumerate(found)]
+                              email=row["email"], attempts=row["attempts"], lease_until=lease_until)
+                    for row in found]
 
         return await self.database.write(write)
 
-    async def _first_free_slot(self, tx: Tx, phone_number_id: str, now: datetime) -> datetime:
-        """The number's next free broadcast send time (now if it has been idle), its row locked until commit: claims
-        on one number take turns, so no two hand out the same slot."""
-        await tx.execute("INSERT INTO send_slots (phone_number_id, next_at) VALUES ($1, $2) "
-                         "ON CONFLICT (phone_number_id) DO NOTHING", phone_number_id, now)
-        next_at = self._d.time(await tx.fetchval(
-            f"SELECT next_at FROM send_slots WHERE phone_number_id = $1 {self._d.row_lock}", phone_number_id))
-        return max(next_at, now) if next_at is not None else now
+    async def book_send_slots(self, phone_number_id: str, count: int, now: datetime,
+                              rate_per_second: float) -> list[datetime]:
+        """Book `count` broadcast send times on the number, 1 / rate apart from its next free one (now if it has been
+        idle), and advance it past them. Bookers of one number take turns on its row: no two get the same slot, and
+        all processes together send no faster than the rate. A slot not used only leaves the number idle then."""
+        if count <= 0:
+            return []
+        spacing = timedelta(seconds=1 / rate_per_second)
+
+        async def write(tx: Tx) -> list[datetime]:
+            await tx.execute("INSERT INTO send_slots (phone_number_id, next_at) VALUES ($1, $2) "
+                             "ON CONFLICT (phone_number_id) DO NOTHING", phone_number_id, now)
+            booked = self._d.time(await tx.fetchval(
+                f"SELECT next_at FROM send_slots WHERE phone_number_id = $1 {self._d.row_lock}", phone_number_id))
+            start = max(booked, now) if booked is not None else now
+            await tx.execute("UPDATE send_slots SET next_at = $2 WHERE phone_number_id = $1",
+                             phone_number_id, start + spacing * count)
+            return [start + spacing * n for n in range(count)]
+
+        return await self.database.write(write)
 
     async def prepare_recipient(self, broadcast: Broadcast, recipient: Recipient, message: NewMessage | None,
                                 now: datetime) -> StoredMessage | None:
