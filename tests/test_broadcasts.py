@@ -169,6 +169,9 @@ class TestBroadcasts:
         both = call(app, "POST", "/broadcasts", {"template": "saludo", "language": "es_AR", "parameters": ["a", "b"],
                                                  "audience": {"user_keys": [NEW], "tags": ["x"]}})
         assert both.status_code == 422
+        nobody = call(app, "POST", "/broadcasts", {"template": "saludo", "language": "es_AR", "parameters": ["a", "b"],
+                                                   "audience": {"tags": ["Nadie"]}})
+        assert nobody.status_code == 422 and "no contact has any of the tags nadie" in nobody.text
         later = call(app, "POST", "/broadcasts", {"template": "saludo", "language": "es_AR", "parameters": ["a", "b"],
                                                   "audience": {"user_keys": [NEW, ANA]}, "at": "2999-01-01T00:00:00"})
         assert later.status_code == 202

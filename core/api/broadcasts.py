@@ -126,6 +126,10 @@ def build_broadcasts_router(client: Client) -> APIRouter:
             audience["tags"] = sorted({tag.strip().lower() for tag in audience["tags"]})
         created = await services.store.create_broadcast(client.name, body.phone_number_id or numbers[0], body.template,
                                                         body.language, body.parameters, audience, body.at or now, now)
+        if created is None:
+            who = f"no contact has any of the tags {', '.join(audience['tags'])}" if "tags" in audience else \
+                "the audience names no one"
+            raise BroadcastRefused(f"the broadcast would reach no one: {who}")
         log.info("broadcasts.created", extra={"client": client.name, "broadcast": created.id,
                                               "template": body.template, "recipients": created.total})
         if services.broadcasts is not None:

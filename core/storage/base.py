@@ -316,7 +316,7 @@ class BroadcastStore(Sends, Protocol):
     """Broadcast jobs and their recipients, claimed in batches under a lease."""
 
     async def create_broadcast(self, client: str, phone_number_id: str, template: str, language: str,
-                               parameters: Any, audience: dict[str, Any], at: datetime, now: datetime) -> Broadcast:
+                               parameters: Any, audience: dict[str, Any], at: datetime, now: datetime) -> Broadcast | None:
         """Store a broadcast and its recipients (the audience resolved now), due at `at`."""
 
     async def get_broadcast(self, client: str, broadcast_id: int) -> Broadcast | None: ...

@@ -43,16 +43,9 @@ class BroadcastSQL:
     _d: Dialect
 
     async def create_broadcast(self, client: str, phone_number_id: str, template: str, language: str,
-                               parameters: Any, audience: dict[str, Any], at: datetime, now: datetime) -> Broadcast:
-        async def write(tx: Tx) -> Broadcast:
-            row = await tx.fetchrow(
-                """INSERT INTO broadcasts (client, phone_number_id, template, language, parameters, audience, status,
-                                           due_at, created_at, updated_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id""",
-                client, phone_number_id, template, language, Json(parameters), Json(audience),
-                "scheduled" if at > now else "running", at, now)
-            assert row is not None
-            broadcast_id = row["id"]
+                               parameters: Any, audience: dict[str, Any], at: datetime, now: datetime) -> Broadcast | None:
+        """Store a broadcast and its recipients, resolved now; None (nothing stored) when the audience is no one."""
+        async def write(tx: Tx) -> Broadcast | None:
             keys = list(dict.fromkeys(audience.get("user_keys") or []))
             tags = sorted({tag.lower() for tag in audience.get("tags") or []})
             if tags:
@@ -61,6 +54,16 @@ class BroadcastSQL:
                 keys = [row["user_key"] for row in await tx.fetch(
                     f"SELECT DISTINCT user_key FROM contact_tags WHERE client = $1 AND tag IN ({marks}) "
                     "ORDER BY user_key", client, *tags)]
+            if not keys:
+                return None  # an audience of no one: nothing to store
+            row = await tx.fetchrow(
+                """INSERT INTO broadcasts (client, phone_number_id, template, language, parameters, audience, status,
+                                           due_at, created_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id""",
+                client, phone_number_id, template, language, Json(parameters), Json(audience),
+                "scheduled" if at > now else "running", at, now)
+            assert row is not None
+            broadcast_id = row["id"]
             if keys:
                 await tx.executemany(
                     """INSERT INTO broadcast_recipients (broadcast_id, client, user_key, updated_at)

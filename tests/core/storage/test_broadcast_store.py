@@ -102,3 +102,8 @@ async def test_opted_out_are_skipped_and_erasure_removes_the_person(store: Store
     await store.erase_contact("demo", "5491100001")
     assert await store.get_contact("demo", "5491100001") is None
     assert (await store.broadcast_counts(broadcast.id)).sent == 0
+
+
+async def test_an_audience_of_no_one_stores_nothing(store: Store):
+    assert await store.create_broadcast("demo", PHONE, "saludo", "es_AR", [], {"tags": ["nadie"]}, T0, T0) is None
+    assert await store.list_broadcasts("demo", 10, 0) == []
