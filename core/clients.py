@@ -67,6 +67,25 @@ class ClientSettings(EmailSettings):
     retention_days: int | None = Field(default=None, ge=0)
     # A sandbox client's message templates (a JSON file shaped like the Graph API's list); live clients sync theirs.
     templates_file: Path | None = None
+    # A message that is exactly one of these (any case, accents and surrounding spaces ignored) opts the person out
+    # of broadcasts; they are told so once, with opt_out_message, and the bot does not answer it otherwise.
+    opt_out_keywords: Annotated[list[str], NoDecode] = ["baja", "stop"]
+    opt_out_message: str = ("Listo, no vas a recibir más mensajes masivos de nuestra parte. "
+                            "Podés seguir escribiéndonos cuando quieras.")
+
+    @field_validator("opt_out_keywords", mode="before")
+    @classmethod
+    def _split_keywords(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("opt_out_message")
+    @classmethod
+    def _message_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the opt-out confirmation cannot be blank")
+        return value
 
     @field_validator("waba_ids", "phone_number_ids", mode="before")
     @classmethod

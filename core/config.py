@@ -42,6 +42,10 @@ class Settings(KnowledgeSettings):
     whatsapp_timeout_seconds: float = Field(default=15.0, gt=0)
     whatsapp_rate_per_second: float = Field(default=80.0, gt=0)
     whatsapp_pair_interval_seconds: float = Field(default=1.0, ge=0)
+    # A broadcast's first pause on Meta's rate or spam errors (130429, 131048, 131056); doubled each pause in a row.
+    broadcast_pause_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # The part of WHATSAPP_RATE_PER_SECOND broadcasts use, all processes together; replies keep the rest.
+    broadcast_rate_share: float = Field(default=0.9, gt=0, le=1)
     whatsapp_retry_attempts: int = Field(default=5, ge=1)
     whatsapp_retry_base_seconds: float = Field(default=1.0, gt=0)
     typing_refresh_seconds: float = Field(default=20.0, gt=0)

@@ -15,6 +15,7 @@ import httpx
 from fastapi import Depends, Request
 from openai import AsyncOpenAI
 
+from core.broadcasts.runner import BroadcastRunner
 from core.clients import ClientRegistry
 from core.clock import Clock, SystemClock
 from core.config import Settings
@@ -68,6 +69,8 @@ class Services:
     templates: TemplateSync | None = None
     # This process's Prometheus metrics (core/metrics.py); None only where a test or bench builds Services by hand.
     metrics: Metrics | None = None
+    # Works due broadcasts (in the processes that run the scheduler); kicked when one is created.
+    broadcasts: BroadcastRunner | None = None
 
 
 def open_store(settings: Settings) -> Store:
@@ -192,21 +195,28 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         if limiter is not None:
             limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
         templates.start()  # in the background: startup never waits on the Graph API
+        # Broadcasts share the number's rate across processes through the store; replies keep the rest (pacer).
+        broadcasts = BroadcastRunner(store, registry, senders, clock, owner=owner,
+                                     rate_per_second=settings.whatsapp_rate_per_second * settings.broadcast_rate_share,
+                                     lease_seconds=settings.lease_seconds,
+                                     pause_base_seconds=settings.broadcast_pause_seconds)
         if settings.run_scheduler:
             scheduler.start()
+            broadcasts.start()
         else:
             log.info("scheduler.disabled", extra={"detail": "RUN_SCHEDULER=false: a worker process answers"})
         try:
             chat_secret = sandbox_secret(settings) if any(c.send_mode == "sandbox" for c in registry) else None
             yield Services(settings, registry, clock, store, scheduler, senders, outbox, chat_secret, prices, archive,
-                           templates, metrics)
+                           templates, metrics, broadcasts)
         finally:
             # Together, within gunicorn's 25 s: claiming stops at once; a turn still running after the grace is
             # cancelled and its conversation released as due (another process answers it at once); effects not
             # carried out by then stay in the store for the next process. Closing the store commits what is queued.
             grace = settings.shutdown_grace_seconds
             log.info("services.stopping", extra={"turns": scheduler.running, "grace_seconds": grace})
-            await asyncio.gather(scheduler.stop(grace), effects.stop(grace), retention.stop(), templates.stop())
+            await asyncio.gather(scheduler.stop(grace), effects.stop(grace), retention.stop(), templates.stop(),
+                                 broadcasts.stop(grace))
             if openai is not None:
                 await openai.close()
             await retriever.aclose()

@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from core.api.auth import require_api_key
+from core.api.broadcasts import build_broadcasts_router
+from core.api.contacts import build_contacts_router
 from core.api.schemas import (BotSwitch, ClientHealth, ConversationRead, ConversationUsage, ErasureRead, MessageRead,
                               OperatorMessage, OperatorSend, TemplateRead, TemplateSend, UsageDay, UsageFigures,
                               UsageReport)
@@ -272,6 +274,8 @@ class ClientApps:
             app = FastAPI(title=f"{client.name} API", version="1", openapi_url=None, docs_url=None, redoc_url=None)
             add_error_handlers(app)
             app.include_router(build_client_router(client))
+            app.include_router(build_contacts_router(client), dependencies=[Depends(require_api_key(client))])
+            app.include_router(build_broadcasts_router(client), dependencies=[Depends(require_api_key(client))])
             if client.spec.router is not None:
                 app.include_router(client.spec.router, dependencies=[Depends(require_api_key(client))])
             app.include_router(_schema_router(app, client))

@@ -15,11 +15,12 @@ from core.clients import Client, ClientRegistry
 from core.clock import Clock
 from core.conversation.media import MediaReader
 from core.conversation.outbox import Outbox
+from core.contacts.optout import opts_out
 from core.conversation.window import is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
 from core.metrics import Metrics
 from core.ops.budget import BudgetGuard, budget_email, budget_message
-from core.storage.base import LeaseLost, StoreUnavailable, TurnStore
+from core.storage.base import AnsweringStore, LeaseLost, StoreUnavailable
 from core.storage.records import Claim, Conversation, Intent, ModelUsage, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -66,7 +67,7 @@ class _Spent:
 class Processor:
     """Turns a claim into a reply: read the batch, ask the agent, store the reply, send it, release."""
 
-    def __init__(self, store: TurnStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
+    def __init__(self, store: AnsweringStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
                  effects: Callable[[], None] = lambda: None, budget: BudgetGuard | None = None,
                  metrics: Metrics | None = None) -> None:
@@ -185,6 +186,9 @@ class Processor:
             await self._outbox.flag_window_closed(client, conversation.id)
             return
         batch_id = uuid.uuid4().hex
+        if opts_out(batch, client.settings.opt_out_keywords):
+            await self._opt_out(claim, client, sender, batch, batch_id)
+            return
         over_budget = await self._budget.exceeded(client, self._clock.now()) if self._budget is not None else None
         receipt = asyncio.Event()
         typing = asyncio.create_task(self._keep_typing(client, sender, conversation.phone_number_id, batch[-1].wamid,
@@ -234,6 +238,18 @@ class Processor:
         if await self._outbox.deliver(client, sender, conversation, stored):
             log.info("conversation.replied", extra={**fields, "batch": len(batch), "parts": len(stored),
                                                     "category": result.category})
+
+    async def _opt_out(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage],
+                       batch_id: str) -> None:
+        """An opt-out keyword: off broadcasts, told once (stored with the turn, sent by the outbox), no model call."""
+        conversation = claim.conversation
+        reply = NewMessage(direction="out", role="assistant", type="text", status="pending",
+                           text=client.settings.opt_out_message)
+        stored = await self._store.opt_out_turn(claim, batch, batch_id, reply, self._clock.now())
+        log.info("contacts.opted_out", extra={"client": client.name, "conversation": conversation.id,
+                                              "told": bool(stored)})
+        if stored:
+            await self._outbox.deliver(client, sender, conversation, stored)
 
     async def _model_turn(self, claim: Claim, client: Client, sender: WhatsAppSender, batch: list[StoredMessage],
                           history: list[StoredMessage], batch_id: str) -> TurnResult:

@@ -23,6 +23,7 @@ from core.storage.records import (
     UsageGrouping,
     UsageRow,
 )
+from core.storage.broadcast_records import Broadcast, BroadcastCounts, Contact, ContactChange, ContactQuery, Recipient
 from core.storage.accounts import ConsoleRole, ConsoleUser, LoginScope
 from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
 from core.webhook.echoes import EchoMessage
@@ -317,8 +318,66 @@ class OutboxStore(Sends, RichStore, Protocol):
     """What the outbox writes: each part's outcome, flags, and rich messages' fallbacks."""
 
 
+class ContactStore(Protocol):
+    """The people who wrote to a client (read from their conversations) and what staff keep of them."""
+
+    async def list_contacts(self, client: str, query: ContactQuery, limit: int, offset: int) -> list[Contact]:
+        """The client's contacts matching `query`, the most recent writers first."""
+
+    async def get_contact(self, client: str, user_key: str) -> Contact | None: ...
+
+    async def update_contact(self, client: str, user_key: str, change: ContactChange, now: datetime) -> Contact | None:
+        """Change the fields `change` names; None when the person never wrote to the client."""
+
+    async def opt_out_turn(self, claim: Claim, batch: Sequence[StoredMessage], batch_id: str, reply: NewMessage,
+                           now: datetime) -> list[StoredMessage]:
+        """Close a batch holding an opt-out keyword: opted out, and `reply` stored (pending, returned) only when
+        this opted them out. Raises LeaseLost when the claim no longer holds the conversation."""
+
+
+class BroadcastStore(Sends, Protocol):
+    """Broadcast jobs and their recipients, claimed in batches under a lease."""
+
+    async def create_broadcast(self, client: str, phone_number_id: str, template: str, language: str,
+                               parameters: Any, audience: dict[str, Any], at: datetime, now: datetime) -> Broadcast | None:
+        """Store a broadcast and its recipients (the audience resolved now), due at `at`."""
+
+    async def get_broadcast(self, client: str, broadcast_id: int) -> Broadcast | None: ...
+
+    async def list_broadcasts(self, client: str, limit: int, offset: int) -> list[Broadcast]: ...
+
+    async def broadcast_counts(self, broadcast_id: int) -> BroadcastCounts: ...
+
+    async def cancel_broadcast(self, client: str, broadcast_id: int, now: datetime) -> Broadcast | None: ...
+
+    async def next_broadcast_due(self) -> datetime | None: ...
+
+    async def due_broadcasts(self, now: datetime, limit: int) -> list[Broadcast]: ...
+
+    async def claim_recipients(self, broadcast_id: int, owner: str, now: datetime, lease_seconds: float,
+                               limit: int, *, rate_per_second: float | None = None) -> list[Recipient]: ...
+
+    async def book_send_slots(self, phone_number_id: str, count: int, now: datetime,
+                              rate_per_second: float) -> list[datetime]: ...
+
+    async def prepare_recipient(self, broadcast: Broadcast, recipient: Recipient, message: NewMessage | None,
+                                now: datetime) -> StoredMessage | None: ...
+
+    async def record_recipient(self, recipient_id: int, message_id: int, wamid: str | None, status: str,
+                               error: dict[str, Any] | None, now: datetime) -> None: ...
+
+    async def release_recipients(self, recipient_ids: Sequence[int], owner: str, now: datetime) -> None: ...
+
+    async def pause_broadcast(self, broadcast_id: int, until: datetime, error: str, now: datetime) -> int: ...
+
+    async def broadcast_progressed(self, broadcast_id: int, now: datetime) -> None: ...
+
+    async def get_template(self, client: str, name: str, language: str) -> Template | None: ...
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, OutboxStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, OutboxStore, ContactStore, BroadcastStore,
+            Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:
@@ -326,3 +385,6 @@ class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore
 
     async def close(self) -> None: ...
 
+
+class AnsweringStore(TurnStore, ContactStore, Protocol):
+    """What the processor uses: a turn's reads and writes, and the opt-out turn."""

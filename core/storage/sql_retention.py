@@ -120,6 +120,12 @@ class RetentionSQL:
                 f"DELETE FROM client_records WHERE client = $1 AND conversation_id IN ({within})", client, *ids)
             effects = await tx.execute(
                 f"DELETE FROM effects WHERE client = $1 AND conversation_id IN ({within})", client, *ids)
+            # Contacts and broadcast recipients are keyed by the person's user key, not by a conversation.
+            keys = [row["user_key"] for row in await tx.fetch(
+                f"SELECT DISTINCT user_key FROM conversations WHERE client = $1 AND id IN ({within})", client, *ids)]
+            people = _placeholders(len(keys), 2)
+            for table in ("broadcast_recipients", "contact_tags", "contacts"):
+                await tx.execute(f"DELETE FROM {table} WHERE client = $1 AND user_key IN ({people})", client, *keys)
             anonymised = {table: await tx.execute(sql.format(ids=within), client, *ids)
                           for table, sql in ANONYMISE_ON_ERASE.items()}
             await tx.execute(f"DELETE FROM conversations WHERE client = $1 AND id IN ({within})", client, *ids)

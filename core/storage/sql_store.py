@@ -37,6 +37,8 @@ from core.storage.sql_echoes import EchoSQL
 from core.storage.sql_templates import TemplateSQL
 from core.storage.sql_observability import ObservabilitySQL
 from core.storage.sql_rich import RichSQL
+from core.storage.sql_contacts import ContactSQL
+from core.storage.sql_broadcasts import BroadcastSQL
 from core.webhook.events import InboundMessage, StatusUpdate
 
 # Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
@@ -75,7 +77,8 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, ObservabilitySQL, RichSQL):
+class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, ObservabilitySQL, RichSQL, ContactSQL,
+               BroadcastSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:
@@ -156,7 +159,8 @@ class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, Observa
                     WHERE m.wamid = $1 AND c.client = $2 {lock}""",
                 update.wamid, client)
             if current is None:
-                return False
+                # Only a miss pays for this: a broadcast send whose record a crash lost, named by its callback data.
+                return await self._link_broadcast_status(tx, client, update.wamid, update.payload)
             # Every earlier report was applied when it came or when the send was recorded (mark_sent applies them
             # all), and the rule only ever moves forward: this report alone decides whether the message moves.
             status, error, changed = applied_statuses(current["status"], self._d.json(current["error"]),
@@ -286,16 +290,21 @@ class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, Observa
         async def write(tx: Tx) -> None:
             if wamid:
                 await tx.serialize_on(wamid)
-            if status in SENT_STATUSES:
-                await self._count_sent(tx, message_id)
-            client = await tx.fetchval(
-                """UPDATE messages SET wamid = $1, status = $2, error = $3 WHERE id = $4
-                   RETURNING (SELECT client FROM conversations c WHERE c.id = messages.conversation_id)""",
-                wamid, status, Json(error), message_id)
-            if wamid and client is not None:
-                await self._apply_statuses(tx, client, wamid)
+            await self._record_send(tx, message_id, wamid, status, error)
 
         await self.database.write(write)
+
+    async def _record_send(self, tx: Tx, message_id: int, wamid: str | None, status: str,
+                           error: dict[str, Any] | None) -> None:
+        """mark_sent's steps in the caller's transaction (a broadcast records its recipient in the same one)."""
+        if status in SENT_STATUSES:
+            await self._count_sent(tx, message_id)
+        client = await tx.fetchval(
+            """UPDATE messages SET wamid = $1, status = $2, error = $3 WHERE id = $4
+               RETURNING (SELECT client FROM conversations c WHERE c.id = messages.conversation_id)""",
+            wamid, status, Json(error), message_id)
+        if wamid and client is not None:
+            await self._apply_statuses(tx, client, wamid)
 
     async def finish_turn(self, claim: Claim, now: datetime) -> None:
         async def write(tx: Tx) -> None:

@@ -179,3 +179,69 @@ CREATE TABLE IF NOT EXISTS templates (
 );
 -- /metrics counts the conversations flagged for a person at every scrape: the index holds only those.
 CREATE INDEX IF NOT EXISTS conversations_attention ON conversations (client) WHERE needs_attention = TRUE;
+-- Contacts (issue 12): what staff keep about a person who wrote to a client; created when first edited (or on
+-- opt-out), read beside the person's conversations (name and number come from there).
+CREATE TABLE IF NOT EXISTS contacts (
+    client        TEXT    NOT NULL,
+    user_key      TEXT    NOT NULL,                 -- as conversations.user_key (wa_id, else the business-scoped id)
+    name          TEXT,                             -- set by staff; NULL: the WhatsApp profile name
+    email         TEXT,
+    notes         TEXT,
+    opted_out     INTEGER NOT NULL DEFAULT 0,       -- no broadcasts (an opt-out keyword, or staff)
+    opted_out_at  TEXT,
+    updated_at    TEXT    NOT NULL,
+    PRIMARY KEY (client, user_key)
+);
+CREATE TABLE IF NOT EXISTS contact_tags (
+    client    TEXT NOT NULL,
+    user_key  TEXT NOT NULL,
+    tag       TEXT NOT NULL,                        -- lower case
+    PRIMARY KEY (client, tag, user_key)
+);
+CREATE INDEX IF NOT EXISTS contact_tags_person ON contact_tags (client, user_key);
+-- Broadcasts (issue 12): an approved template sent to an audience, worked by the scheduler's processes.
+CREATE TABLE IF NOT EXISTS broadcasts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    client           TEXT    NOT NULL,
+    phone_number_id  TEXT    NOT NULL,
+    template         TEXT    NOT NULL,
+    language         TEXT    NOT NULL,
+    parameters       TEXT    NOT NULL,              -- JSON: a list or an object; values may name {{contact.*}}
+    audience         TEXT    NOT NULL,              -- JSON: {"tags": [...]} or {"user_keys": [...]}
+    status           TEXT    NOT NULL,              -- scheduled, running, paused, done, cancelled
+    due_at           TEXT,                          -- when it may be worked next (its "at", the end of a pause)
+    pauses           INTEGER NOT NULL DEFAULT 0,    -- pauses in a row (rate or spam errors), for the backoff
+    last_error       TEXT,
+    total            INTEGER NOT NULL DEFAULT 0,    -- recipients
+    created_at       TEXT    NOT NULL,
+    updated_at       TEXT    NOT NULL,
+    finished_at      TEXT
+);
+CREATE INDEX IF NOT EXISTS broadcasts_client ON broadcasts (client, id);
+CREATE INDEX IF NOT EXISTS broadcasts_due ON broadcasts (due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS broadcast_recipients (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    broadcast_id     INTEGER NOT NULL REFERENCES broadcasts (id) ON DELETE CASCADE,
+    client           TEXT    NOT NULL,
+    user_key         TEXT    NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'queued', -- queued, sending, sent, failed, skipped, cancelled
+    conversation_id  INTEGER REFERENCES conversations (id) ON DELETE SET NULL,
+    message_id       INTEGER REFERENCES messages (id) ON DELETE SET NULL, -- the outbound message, stored before the send
+    wamid            TEXT,
+    error_code       INTEGER,
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_until      TEXT,
+    updated_at       TEXT    NOT NULL,
+    UNIQUE (broadcast_id, user_key)
+);
+CREATE INDEX IF NOT EXISTS broadcast_recipients_work ON broadcast_recipients (broadcast_id, state, id);
+CREATE INDEX IF NOT EXISTS broadcast_recipients_person ON broadcast_recipients (client, user_key);
+CREATE INDEX IF NOT EXISTS broadcast_recipients_message ON broadcast_recipients (message_id);
+-- Send slots (issue 12): one row per business number; the next free broadcast send time, handed out by claims so
+-- several processes share the number's throughput.
+CREATE TABLE IF NOT EXISTS send_slots (
+    phone_number_id  TEXT PRIMARY KEY,
+    next_at          TEXT NOT NULL                  -- the earliest time the next broadcast send may go out
+);

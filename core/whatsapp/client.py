@@ -48,8 +48,9 @@ class WhatsAppSender(Protocol):
         """Send a text message; returns its wamid."""
 
     async def send_template(self, phone_number_id: str, token: str | None, to: Recipient,
-                            template: dict[str, Any]) -> str:
-        """Send a template message (the Cloud API `template` object); returns its wamid."""
+                            template: dict[str, Any], callback_data: str | None = None) -> str:
+        """Send a template message (the Cloud API `template` object); returns its wamid. `callback_data` goes as
+        biz_opaque_callback_data, which Meta returns in the message's status webhooks."""
 
     async def send_message(self, phone_number_id: str, token: str | None, to: Recipient, message_type: str,
                            content: dict[str, Any]) -> str:
@@ -99,9 +100,11 @@ class GraphSender:
         return _wamid(await self._post(phone_number_id, token, payload))
 
     async def send_template(self, phone_number_id: str, token: str | None, to: Recipient,
-                            template: dict[str, Any]) -> str:
+                            template: dict[str, Any], callback_data: str | None = None) -> str:
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **recipient_fields(to),
                    "type": "template", "template": template}
+        if callback_data is not None:
+            payload["biz_opaque_callback_data"] = callback_data
         return _wamid(await self._post(phone_number_id, token, payload))
 
     async def send_message(self, phone_number_id: str, token: str | None, to: Recipient, message_type: str,

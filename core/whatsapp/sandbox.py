@@ -22,7 +22,7 @@ class SandboxSender:
         return wamid
 
     async def send_template(self, phone_number_id: str, token: str | None, to: Recipient,
-                            template: dict[str, Any]) -> str:
+                            template: dict[str, Any], callback_data: str | None = None) -> str:
         wamid = f"sandbox.{uuid.uuid4().hex}"
         log.info("whatsapp.sandbox_send_template", extra={"phone_number_id": phone_number_id, **recipient_fields(to),
                                                            "wamid": wamid, "template": template.get("name")})

@@ -10,10 +10,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support import signed
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class FakeGraph:
         self.templates: dict[str, list[dict[str, Any]]] = {}
         self.template_page_size: int | None = None
         self.template_requests: list[dict[str, str]] = []
+        self._status_hooks: StatusHooks | None = None
+        self._posting: set[asyncio.Task[None]] = set()
         self.app = Starlette(routes=[
             Route("/{phone_number_id}/messages", self._messages, methods=["POST"]),
             Route("/{waba_id}/message_templates", self._message_templates, methods=["GET"]),
@@ -69,6 +74,11 @@ class FakeGraph:
     def sends_of(self, message_type: str) -> list[GraphCall]:
         """The sends of one Cloud API type (interactive, image, document, location…) that reached it."""
         return [call for call in self.calls if call.body.get("type") == message_type]
+
+    def post_statuses(self, webhook_urls: list[str], waba_id: str, app_secret: str) -> None:
+        """Like Meta: after each accepted text or template send, post its signed `sent` status (with the send's
+        biz_opaque_callback_data) to one of `webhook_urls`, in turn, trying the next while one does not answer."""
+        self._status_hooks = StatusHooks(list(webhook_urls), waba_id, app_secret)
 
     def template_sends(self) -> list[GraphCall]:
         return [call for call in self.calls if call.body.get("type") == "template"]
@@ -142,8 +152,51 @@ class FakeGraph:
         if body.get("status") == "read":
             return JSONResponse({"success": True})
         to = body.get("to") or body.get("recipient")
+        wamid = f"wamid.FAKE{next(self._ids):06d}"
+        if self._status_hooks is not None and body.get("type") in ("text", "template"):
+            task = asyncio.create_task(self._status_hooks.post(call.phone_number_id, wamid, body))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
         return JSONResponse({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                             "messages": [{"id": f"wamid.FAKE{next(self._ids):06d}"}]})
+                             "messages": [{"id": wamid}]})
+
+
+@dataclass
+class StatusHooks:
+    """Where the stand-in posts status webhooks, and how it signs them; `posted` counts the ones a server took."""
+
+    urls: list[str]
+    waba_id: str
+    app_secret: str
+    posted: int = 0
+    _turn: itertools.count = field(default_factory=itertools.count)
+    # One client for all posts, made in the stand-in's own loop: a client a post costs milliseconds of CPU (its TLS
+    # context), which would hold back the stand-in's answers to the sends.
+    _http: httpx.AsyncClient | None = None
+
+    async def post(self, phone_number_id: str, wamid: str, send: dict[str, Any]) -> None:
+        status: dict[str, Any] = {"id": wamid, "status": "sent", "timestamp": str(int(time.time())),
+                                  "recipient_id": send.get("to")}
+        if "biz_opaque_callback_data" in send:
+            status["biz_opaque_callback_data"] = send["biz_opaque_callback_data"]
+        delivery = {"object": "whatsapp_business_account", "entry": [{"id": self.waba_id, "changes": [{
+            "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "5491100000000", "phone_number_id": phone_number_id},
+                "statuses": [status]}}]}]}
+        raw, headers = signed(delivery, self.app_secret)
+        first = next(self._turn)
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=32))
+        for n in range(len(self.urls)):
+            try:
+                answer = await self._http.post(self.urls[(first + n) % len(self.urls)] + "/webhook", content=raw,
+                                               headers=headers)
+            except httpx.HTTPError:
+                continue  # that server is gone: Meta retries elsewhere (here, the next one at once)
+            if answer.status_code == 200:
+                self.posted += 1
+                return
 
 
 def _cursor(position: int) -> str:
