@@ -173,7 +173,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner)
         prices = PriceTable(settings.model_prices)
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
-                              budget=BudgetGuard(store, prices))
+                              budget=BudgetGuard(store, prices), playground=store)
         retention = RetentionJob(store, archive, {client.name: client.settings.retention_days for client in registry},
                                  settings.retention_days, clock, owner)
 

@@ -18,7 +18,9 @@ from fastapi.templating import Jinja2Templates
 from core.clients import Client
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from core.console.pages import Pages
 from core.console.passwords import check_password_async
+from core.console.playground_routes import add_playground_routes
 from core.console.session import LoginLimiter, Session, SessionCookies
 from core.console.view import ACTIVE_WINDOW, STATE_LABELS, bubbles, inbox_item
 from core.conversation.takeover import send_operator_message, set_mode
@@ -51,6 +53,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     router = APIRouter()
     templates = Jinja2Templates(directory=HERE / "templates")
     cookies = SessionCookies(settings, clock)
+    add_playground_routes(router, Pages(templates, cookies))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         response = templates.TemplateResponse(request, name, context, status_code=status_code)

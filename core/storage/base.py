@@ -294,8 +294,17 @@ class EchoStore(Protocol):
         if needed; its conversation id, or None when it was already stored. It does not make the bot answer."""
 
 
+class PlaygroundStore(Protocol):
+    """Edited system prompts tried in the console's playground: kept per tester conversation, never the client's."""
+
+    async def set_playground_prompt(self, client: str, user_key: str, instructions: str, now: datetime) -> None:
+        """Answer the playground conversation of `user_key` (on the client's sandbox number) with `instructions`."""
+
+    async def playground_prompt(self, client: str, user_key: str) -> str | None:
+        """The prompt under trial in that playground conversation; None: the client's own prompt answers."""
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -177,3 +177,11 @@ CREATE TABLE IF NOT EXISTS templates (
     updated_at        TEXT NOT NULL,
     PRIMARY KEY (client, name, language)
 );
+-- Edited system prompts tried in the console's playground (never a client's prompt), per tester conversation.
+CREATE TABLE IF NOT EXISTS playground_prompts (
+    client        TEXT NOT NULL,
+    user_key      TEXT NOT NULL,                      -- the tester's user key on the client's sandbox number
+    instructions  TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (client, user_key)
+);
