@@ -4,68 +4,44 @@ a viewer get no playground."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from core.console.passwords import hash_password
-from core.storage.sqlite import SQLiteStore
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import text_delivery, wait_for
-from tests.test_console_browser import ACCOUNTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, log_in
+from tests.console_support import SECRET, add_accounts, chromium, fresh_page
+from tests.test_console_browser import log_in
 
 EDITED = "Sos un asistente de prueba: respondé siempre con una rima."
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One chromium for this module (not longer: see tests/test_console_browser.py)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium (apt-get install chromium)",
-                    pytrace=False)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
     """demo in sandbox mode (no access token; a real number and app secret too), emprendemy live."""
-    async def add_accounts() -> None:
-        store = SQLiteStore(Path(tmp_db.removeprefix("sqlite:///")))
-        await store.open()
-        try:
-            for email, role, client in ACCOUNTS:
-                await store.add_console_user(email, hash_password(PASSWORD), role, client, datetime.now(UTC))
-        finally:
-            await store.close()
-
-    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API keeps an event loop running in this thread
-        thread.submit(asyncio.run, add_accounts()).result()
+    add_accounts(tmp_db)
     sandbox_demo = {key: value for key, value in DEMO.env().items() if key != "DEMO_ACCESS_TOKEN"}
     return start_app({**sandbox_demo, **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, console_secret="console-secret-for-the-browser-tests-0123456789",
-                     console_poll_seconds=0.2)
+                     whatsapp_api_base_url=graph.url, console_secret=SECRET, console_poll_seconds=0.2)
 
 
 @pytest.fixture
 def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
-    context = browser.new_context(base_url=console.url, viewport={"width": 1100, "height": 760})
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    yield opened
-    context.close()
+    with fresh_page(browser, console.url) as opened:
+        yield opened
 
 
 def system_prompts(llm: FakeOpenAI) -> list[str]:

@@ -303,8 +303,14 @@ class PlaygroundStore(Protocol):
     async def playground_prompt(self, client: str, user_key: str) -> str | None:
         """The prompt under trial in that playground conversation; None: the client's own prompt answers."""
 
+class DashboardStore(Protocol):
+    """What the console's client dashboard counts beyond the usage ledger."""
+
+    async def count_bot_replies(self, client: str, texts: Sequence[str], since: datetime, until: datetime) -> int:
+        """The bot's outbound messages stored in [since, until) whose text is one of `texts` (e.g. the fallback)."""
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, DashboardStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:
