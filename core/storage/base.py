@@ -23,6 +23,7 @@ from core.storage.records import (
     UsageRow,
 )
 from core.storage.accounts import ConsoleRole, ConsoleUser, LoginScope
+from core.storage.admin_records import ClientFacts
 from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
 from core.webhook.echoes import EchoMessage
 from core.webhook.events import InboundMessage, StatusUpdate
@@ -309,8 +310,16 @@ class DashboardStore(Protocol):
     async def count_bot_replies(self, client: str, texts: Sequence[str], since: datetime, until: datetime) -> int:
         """The bot's outbound messages stored in [since, until) whose text is one of `texts` (e.g. the fallback)."""
 
+class AdminStore(Protocol):
+    """What the console's admin page reads of each client's health."""
+
+    async def client_facts(self, client: str, since: datetime, overdue_before: datetime) -> ClientFacts:
+        """The client's failed sends and effects since `since` (and the last of each, ever), the conversations due
+        before `overdue_before` and the ones flagged now."""
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
-            ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, DashboardStore, Protocol):
+            ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, DashboardStore,
+            AdminStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

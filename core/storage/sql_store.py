@@ -32,6 +32,7 @@ from core.storage.rules import (applied_statuses, effect_outcome, inbound_handli
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
 from core.storage.sql_usage import SENT_STATUSES, UsageSQL
 from core.storage.sql_retention import RetentionSQL
+from core.storage.sql_admin import AdminSQL
 from core.storage.sql_console import ConsoleSQL
 from core.storage.sql_dashboard import DashboardSQL
 from core.storage.sql_playground import PlaygroundSQL
@@ -75,7 +76,8 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, PlaygroundSQL, DashboardSQL):
+class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, PlaygroundSQL, DashboardSQL,
+               AdminSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:
