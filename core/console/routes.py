@@ -157,10 +157,11 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         found = await services.store.list_conversations(client.name, PAGE_SIZE + 1, (page_number - 1) * PAGE_SIZE,
                                                         query)
         items = [inbox_item(conversation, now) for conversation in found[:PAGE_SIZE]]
+        unread = await services.store.unread_counts(session.user.id, [item.conversation.id for item in items])
         base = {"filter": filter, "q": q}
         context = {
             "session": session, "client": client.name, "clients": _clients_of(services, session), "items": items,
-            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS,
+            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS, "unread": unread,
             "previous": f"?{urlencode({**base, 'page': page_number - 1})}" if page_number > 1 else None,
             "next": f"?{urlencode({**base, 'page': page_number + 1})}" if len(found) > PAGE_SIZE else None,
         }
@@ -183,6 +184,10 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         if client is None or found is None:
             return refuse(request, session, 404, "No such conversation.")
         messages = await services.store.list_messages(conversation_id, MESSAGES_SHOWN, 0)
+        # Seen up to the newest message in shown (not "now": one stored meanwhile was not shown, so stays unread).
+        newest_in = max((m.created_at for m in messages if m.direction == "in"), default=None)
+        if newest_in is not None:
+            await services.store.mark_seen(session.user.id, conversation_id, newest_in)
         admin = session.user.role == "admin"
         context = {"session": session, "client": client.name, "clients": _clients_of(services, session),
                    "item": inbox_item(found, services.clock.now()), "bubbles": bubbles(messages, internal=admin),

@@ -317,9 +317,18 @@ class AdminStore(Protocol):
         """The client's failed sends and effects since `since` (and the last of each, ever), the conversations due
         before `overdue_before` and the ones flagged now."""
 
+class ReadsStore(Protocol):
+    """What each console account has seen of each conversation: the inbox's unread counts."""
+
+    async def mark_seen(self, user_id: int, conversation_id: int, seen_at: datetime) -> None:
+        """The account saw the conversation's messages stored up to `seen_at` (never moves backwards)."""
+
+    async def unread_counts(self, user_id: int, conversation_ids: Sequence[int]) -> dict[int, int]:
+        """Per conversation (only those with any), the messages in stored after the account last saw it."""
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
             ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, DashboardStore,
-            AdminStore, Protocol):
+            AdminStore, ReadsStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -185,3 +185,10 @@ CREATE TABLE IF NOT EXISTS playground_prompts (
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (client, user_key)
 );
+-- When each console account last saw each conversation (the newest message shown): the inbox's unread counts.
+CREATE TABLE IF NOT EXISTS console_reads (
+    user_id          INTEGER NOT NULL,
+    conversation_id  INTEGER NOT NULL,
+    seen_at          TEXT    NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+);
