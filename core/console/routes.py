@@ -20,6 +20,7 @@ from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.console.admin_routes import add_admin_routes
 from core.console.dashboard_routes import add_dashboard_routes
+from core.console.media_routes import add_media_routes
 from core.console.pages import Pages
 from core.console.passwords import check_password_async
 from core.console.playground_routes import add_playground_routes
@@ -58,6 +59,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     add_playground_routes(router, Pages(templates, cookies))
     add_dashboard_routes(router, Pages(templates, cookies))
     add_admin_routes(router, Pages(templates, cookies))
+    add_media_routes(router, Pages(templates, cookies))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         response = templates.TemplateResponse(request, name, context, status_code=status_code)
