@@ -26,7 +26,9 @@ from core.console.passwords import check_password_async
 from core.console.playground_routes import add_playground_routes
 from core.console.session import LoginLimiter, Session, SessionCookies
 from core.console.view import ACTIVE_WINDOW, STATE_LABELS, bubbles, inbox_item
+from core.console.window_view import approved_templates, choice_of, parse_choice, window_of
 from core.conversation.takeover import send_operator_message, set_mode
+from core.conversation.template_send import send_template
 from core.errors import AppError
 from core.services import Services, ServicesDep
 from core.storage.records import ConversationQuery
@@ -171,16 +173,17 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
 
     @router.get("/c/{client_name}/conversations/{conversation_id}")
     async def conversation(request: Request, services: ServicesDep, client_name: ClientName,
-                           conversation_id: ConversationId, fragment: bool = False) -> Response:
+                           conversation_id: ConversationId, fragment: bool = False,
+                           template: Annotated[str, Query(max_length=600)] = "") -> Response:
         session = await cookies.read(request, services.store)
         if session is None:
             return to_login()
         return await _conversation_page(request, services, session, client_name, conversation_id,
-                                        "_messages.html" if fragment else "conversation.html")
+                                        "_messages.html" if fragment else "conversation.html", chosen=template)
 
     async def _conversation_page(request: Request, services: Services, session: Session, client_name: str,
                                  conversation_id: int, template: str, error: str | None = None,
-                                 status_code: int = 200) -> Response:
+                                 status_code: int = 200, chosen: str = "") -> Response:
         client = visible(services, session, client_name)
         found = await services.store.get_conversation(client.name, conversation_id) if client else None
         if client is None or found is None:
@@ -191,10 +194,49 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         if newest_in is not None:
             await services.store.mark_seen(session.user.id, conversation_id, newest_in)
         admin = session.user.role == "admin"
+        now = services.clock.now()
+        approved = await approved_templates(services.store, client.name) \
+            if session.user.can_act and template == "conversation.html" else []
         context = {"session": session, "client": client.name, "clients": _clients_of(services, session),
-                   "item": inbox_item(found, services.clock.now()), "bubbles": bubbles(messages, internal=admin),
-                   "admin": admin, "can_act": session.user.can_act, "error": error}
+                   "item": inbox_item(found, now), "bubbles": bubbles(messages, internal=admin),
+                   "admin": admin, "can_act": session.user.can_act, "error": error,
+                   "window": window_of(found, now), "now": now, "templates": approved, "choice_of": choice_of,
+                   "chosen": next((t for t in approved if choice_of(t) == chosen), None)}
         return page(request, template, context, status_code)
+
+    @router.post("/c/{client_name}/conversations/{conversation_id}/template")
+    async def template_send(request: Request, services: ServicesDep, client_name: ClientName,
+                            conversation_id: ConversationId) -> Response:
+        """Send an approved template (also outside the 24 h window): `template` is name|language, `p.<key>` each
+        parameter's value. Registered before `act`, whose {action} would otherwise take the path."""
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        client = visible(services, session, client_name)
+        if client is None or await services.store.get_conversation(client.name, conversation_id) is None:
+            return refuse(request, session, 404, "No such conversation.")
+        form = await request.form(max_fields=100, max_files=0)
+        if not session.csrf_ok(str(form.get("csrf") or "")):
+            return refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if not session.user.can_act:
+            return refuse(request, session, 403, "This account can read conversations but not act on them.")
+        chosen = str(form.get("template") or "")
+        name, language = parse_choice(chosen)
+        # An empty field is a missing parameter (WhatsApp refuses empty ones): the refusal names it.
+        values = {key.removeprefix("p."): str(value)[:1024] for key, value in form.items()
+                  if key.startswith("p.") and str(value).strip()}
+        try:
+            if any("\x00" in value for value in values.values()):
+                raise _Refused("A parameter holds a NUL character, which WhatsApp does not take.")
+            await send_template(services.store, services.store, services.outbox, client,
+                                services.senders.for_client(client), conversation_id, name, language, values,
+                                services.clock.now())
+        except AppError as error:
+            return await _conversation_page(request, services, session, client.name, conversation_id,
+                                            "conversation.html", error.message, error.status_code, chosen=chosen)
+        log.info("console.action", extra={"client": client.name, "conversation": conversation_id,
+                                          "action": "template", "template": name, "email": session.user.email})
+        return RedirectResponse(f"/console/c/{client.name}/conversations/{conversation_id}", status_code=303)
 
     @router.post("/c/{client_name}/conversations/{conversation_id}/{action}")
     async def act(request: Request, services: ServicesDep, client_name: ClientName, conversation_id: ConversationId,
