@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from core.clients import Client
+from core.console.i18n import Translator, negotiate
 from core.console.session import Session, SessionCookies
 from core.services import Services
 
@@ -20,7 +21,8 @@ class Pages:
     cookies: SessionCookies
 
     def page(self, request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-        response = self.templates.TemplateResponse(request, name, context, status_code=status_code)
+        response = self.templates.TemplateResponse(request, name, with_language(request, context),
+                                                   status_code=status_code)
         # Pages show private conversations: never from a shared cache, never inside another site's frame.
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
@@ -44,3 +46,10 @@ class Pages:
     @staticmethod
     def clients_of(services: Services, session: Session) -> list[str]:
         return [client.name for client in services.registry if session.user.sees(client.name)]
+
+
+def with_language(request: Request, context: dict[str, Any]) -> dict[str, Any]:
+    """The context with `_`, the translator of the account's language or else the browser's."""
+    session: Session | None = context.get("session")
+    lang = negotiate(request.headers.get("accept-language"), session.language if session else None)
+    return {**context, "_": Translator(lang)}

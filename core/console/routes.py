@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -20,8 +20,9 @@ from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.console.admin_routes import add_admin_routes
 from core.console.dashboard_routes import add_dashboard_routes
+from core.console.i18n import LANGUAGES
 from core.console.media_routes import add_media_routes
-from core.console.pages import Pages
+from core.console.pages import Pages, with_language
 from core.console.passwords import check_password_async
 from core.console.playground_routes import add_playground_routes
 from core.console.session import LoginLimiter, Session, SessionCookies
@@ -64,7 +65,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     add_media_routes(router, Pages(templates, cookies))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-        response = templates.TemplateResponse(request, name, context, status_code=status_code)
+        response = templates.TemplateResponse(request, name, with_language(request, context), status_code=status_code)
         # Pages show private conversations: never from a shared cache, never inside another site's frame.
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
@@ -130,7 +131,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         await limiter.succeeded(email)
         log.info("console.login", extra={"email": email, "role": user.role, "client": user.client or "*"})
         response = RedirectResponse("/console", status_code=303)
-        cookies.start(response, request, user)
+        cookies.start(response, request, user, await services.store.console_language(user.id))
         return response
 
     @router.post("/logout")
@@ -141,6 +142,28 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
             return refuse(request, session, 403, "The form expired; reload the page and try again.")
         response = to_login()
         cookies.end(response)
+        return response
+
+    @router.post("/language")
+    async def choose_language(request: Request, services: ServicesDep,
+                              csrf: Annotated[str, Form(max_length=200)] = "",
+                              language: Annotated[str, Form(max_length=8)] = "") -> Response:
+        """The account's language: stored (every later login uses it) and in a new session cookie at once."""
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        if not session.csrf_ok(csrf):
+            return refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if language not in LANGUAGES:
+            return refuse(request, session, 422, f"No language {language!r}: choose one of {', '.join(LANGUAGES)}.")
+        await services.store.set_console_language(session.user.id, language, services.clock.now())
+        back = urlsplit(request.headers.get("referer", ""))
+        # Back to the page it was chosen on, when that is a console page of this site.
+        path = back.path if back.path.startswith("/console") and not back.path.startswith("/console/static") \
+            and back.netloc in ("", request.url.netloc) else "/console"
+        response = RedirectResponse(path + (f"?{back.query}" if back.query and path == back.path else ""),
+                                    status_code=303)
+        cookies.start(response, request, session.user, language)
         return response
 
     @router.get("/c/{client_name}")

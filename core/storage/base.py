@@ -326,9 +326,18 @@ class ReadsStore(Protocol):
     async def unread_counts(self, user_id: int, conversation_ids: Sequence[int]) -> dict[int, int]:
         """Per conversation (only those with any), the messages in stored after the account last saw it."""
 
+class PreferencesStore(Protocol):
+    """What each console account chose for itself."""
+
+    async def set_console_language(self, user_id: int, language: str, now: datetime) -> None:
+        """The console's language for this account (en, es), used from its next page on."""
+
+    async def console_language(self, user_id: int) -> str | None:
+        """The account's chosen language; None: the browser's Accept-Language decides."""
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
             ConsoleStore, TemplateStore, EchoStore, PlaygroundStore, DashboardStore,
-            AdminStore, ReadsStore, Protocol):
+            AdminStore, ReadsStore, PreferencesStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -36,6 +36,7 @@ from core.storage.sql_admin import AdminSQL
 from core.storage.sql_console import ConsoleSQL
 from core.storage.sql_dashboard import DashboardSQL
 from core.storage.sql_playground import PlaygroundSQL
+from core.storage.sql_preferences import PreferencesSQL
 from core.storage.sql_reads import ReadsSQL
 from core.storage.sql_echoes import EchoSQL
 from core.storage.sql_templates import TemplateSQL
@@ -78,7 +79,7 @@ def _like_escaped(text: str) -> str:
 
 
 class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, PlaygroundSQL, DashboardSQL,
-               AdminSQL, ReadsSQL):
+               AdminSQL, ReadsSQL, PreferencesSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:

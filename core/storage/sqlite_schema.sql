@@ -192,3 +192,9 @@ CREATE TABLE IF NOT EXISTS console_reads (
     seen_at          TEXT    NOT NULL,
     PRIMARY KEY (user_id, conversation_id)
 );
+-- What each console account chose for itself: its language (en, es).
+CREATE TABLE IF NOT EXISTS console_preferences (
+    user_id     INTEGER PRIMARY KEY,
+    language    TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
