@@ -180,7 +180,7 @@ async def run_services(settings: Settings, registry: ClientRegistry,
         owner = new_owner_id()
         effects = EffectRunner(store, registry, SmtpMailer(), clock, owner=owner, metrics=metrics)
         processor = Processor(store, registry, agent, senders, media, outbox, timing, clock, effects=effects.kick,
-                              budget=BudgetGuard(store, prices), metrics=metrics)
+                              budget=BudgetGuard(store, prices), metrics=metrics, playground=store)
         retention = RetentionJob(store, archive, {client.name: client.settings.retention_days for client in registry},
                                  settings.retention_days, clock, owner)
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -18,10 +18,18 @@ from fastapi.templating import Jinja2Templates
 from core.clients import Client
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from core.console.admin_routes import add_admin_routes
+from core.console.dashboard_routes import add_dashboard_routes
+from core.console.i18n import LANGUAGES
+from core.console.media_routes import add_media_routes
+from core.console.pages import Pages, with_language
 from core.console.passwords import check_password_async
+from core.console.playground_routes import add_playground_routes
 from core.console.session import LoginLimiter, Session, SessionCookies
 from core.console.view import ACTIVE_WINDOW, STATE_LABELS, bubbles, inbox_item
+from core.console.window_view import approved_templates, choice_of, parse_choice, window_of
 from core.conversation.takeover import send_operator_message, set_mode
+from core.conversation.template_send import send_template
 from core.errors import AppError
 from core.services import Services, ServicesDep
 from core.storage.records import ConversationQuery
@@ -51,9 +59,13 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     router = APIRouter()
     templates = Jinja2Templates(directory=HERE / "templates")
     cookies = SessionCookies(settings, clock)
+    add_playground_routes(router, Pages(templates, cookies))
+    add_dashboard_routes(router, Pages(templates, cookies))
+    add_admin_routes(router, Pages(templates, cookies))
+    add_media_routes(router, Pages(templates, cookies))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-        response = templates.TemplateResponse(request, name, context, status_code=status_code)
+        response = templates.TemplateResponse(request, name, with_language(request, context), status_code=status_code)
         # Pages show private conversations: never from a shared cache, never inside another site's frame.
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
@@ -119,7 +131,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         await limiter.succeeded(email)
         log.info("console.login", extra={"email": email, "role": user.role, "client": user.client or "*"})
         response = RedirectResponse("/console", status_code=303)
-        cookies.start(response, request, user)
+        cookies.start(response, request, user, await services.store.console_language(user.id))
         return response
 
     @router.post("/logout")
@@ -130,6 +142,28 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
             return refuse(request, session, 403, "The form expired; reload the page and try again.")
         response = to_login()
         cookies.end(response)
+        return response
+
+    @router.post("/language")
+    async def choose_language(request: Request, services: ServicesDep,
+                              csrf: Annotated[str, Form(max_length=200)] = "",
+                              language: Annotated[str, Form(max_length=8)] = "") -> Response:
+        """The account's language: stored (every later login uses it) and in a new session cookie at once."""
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        if not session.csrf_ok(csrf):
+            return refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if language not in LANGUAGES:
+            return refuse(request, session, 422, f"No language {language!r}: choose one of {', '.join(LANGUAGES)}.")
+        await services.store.set_console_language(session.user.id, language, services.clock.now())
+        back = urlsplit(request.headers.get("referer", ""))
+        # Back to the page it was chosen on, when that is a console page of this site.
+        path = back.path if back.path.startswith("/console") and not back.path.startswith("/console/static") \
+            and back.netloc in ("", request.url.netloc) else "/console"
+        response = RedirectResponse(path + (f"?{back.query}" if back.query and path == back.path else ""),
+                                    status_code=303)
+        cookies.start(response, request, session.user, language)
         return response
 
     @router.get("/c/{client_name}")
@@ -150,10 +184,11 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         found = await services.store.list_conversations(client.name, PAGE_SIZE + 1, (page_number - 1) * PAGE_SIZE,
                                                         query)
         items = [inbox_item(conversation, now) for conversation in found[:PAGE_SIZE]]
+        unread = await services.store.unread_counts(session.user.id, [item.conversation.id for item in items])
         base = {"filter": filter, "q": q}
         context = {
             "session": session, "client": client.name, "clients": _clients_of(services, session), "items": items,
-            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS,
+            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS, "unread": unread,
             "previous": f"?{urlencode({**base, 'page': page_number - 1})}" if page_number > 1 else None,
             "next": f"?{urlencode({**base, 'page': page_number + 1})}" if len(found) > PAGE_SIZE else None,
         }
@@ -161,26 +196,70 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
 
     @router.get("/c/{client_name}/conversations/{conversation_id}")
     async def conversation(request: Request, services: ServicesDep, client_name: ClientName,
-                           conversation_id: ConversationId, fragment: bool = False) -> Response:
+                           conversation_id: ConversationId, fragment: bool = False,
+                           template: Annotated[str, Query(max_length=600)] = "") -> Response:
         session = await cookies.read(request, services.store)
         if session is None:
             return to_login()
         return await _conversation_page(request, services, session, client_name, conversation_id,
-                                        "_messages.html" if fragment else "conversation.html")
+                                        "_messages.html" if fragment else "conversation.html", chosen=template)
 
     async def _conversation_page(request: Request, services: Services, session: Session, client_name: str,
                                  conversation_id: int, template: str, error: str | None = None,
-                                 status_code: int = 200) -> Response:
+                                 status_code: int = 200, chosen: str = "") -> Response:
         client = visible(services, session, client_name)
         found = await services.store.get_conversation(client.name, conversation_id) if client else None
         if client is None or found is None:
             return refuse(request, session, 404, "No such conversation.")
         messages = await services.store.list_messages(conversation_id, MESSAGES_SHOWN, 0)
+        # Seen up to the newest message in shown (not "now": one stored meanwhile was not shown, so stays unread).
+        newest_in = max((m.created_at for m in messages if m.direction == "in"), default=None)
+        if newest_in is not None:
+            await services.store.mark_seen(session.user.id, conversation_id, newest_in)
         admin = session.user.role == "admin"
+        now = services.clock.now()
+        approved = await approved_templates(services.store, client.name) \
+            if session.user.can_act and template == "conversation.html" else []
         context = {"session": session, "client": client.name, "clients": _clients_of(services, session),
-                   "item": inbox_item(found, services.clock.now()), "bubbles": bubbles(messages, internal=admin),
-                   "admin": admin, "can_act": session.user.can_act, "error": error}
+                   "item": inbox_item(found, now), "bubbles": bubbles(messages, internal=admin),
+                   "admin": admin, "can_act": session.user.can_act, "error": error,
+                   "window": window_of(found, now), "now": now, "templates": approved, "choice_of": choice_of,
+                   "chosen": next((t for t in approved if choice_of(t) == chosen), None)}
         return page(request, template, context, status_code)
+
+    @router.post("/c/{client_name}/conversations/{conversation_id}/template")
+    async def template_send(request: Request, services: ServicesDep, client_name: ClientName,
+                            conversation_id: ConversationId) -> Response:
+        """Send an approved template (also outside the 24 h window): `template` is name|language, `p.<key>` each
+        parameter's value. Registered before `act`, whose {action} would otherwise take the path."""
+        session = await cookies.read(request, services.store)
+        if session is None:
+            return to_login()
+        client = visible(services, session, client_name)
+        if client is None or await services.store.get_conversation(client.name, conversation_id) is None:
+            return refuse(request, session, 404, "No such conversation.")
+        form = await request.form(max_fields=100, max_files=0)
+        if not session.csrf_ok(str(form.get("csrf") or "")):
+            return refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if not session.user.can_act:
+            return refuse(request, session, 403, "This account can read conversations but not act on them.")
+        chosen = str(form.get("template") or "")
+        name, language = parse_choice(chosen)
+        # An empty field is a missing parameter (WhatsApp refuses empty ones): the refusal names it.
+        values = {key.removeprefix("p."): str(value)[:1024] for key, value in form.items()
+                  if key.startswith("p.") and str(value).strip()}
+        try:
+            if any("\x00" in value for value in values.values()):
+                raise _Refused("A parameter holds a NUL character, which WhatsApp does not take.")
+            await send_template(services.store, services.store, services.outbox, client,
+                                services.senders.for_client(client), conversation_id, name, language, values,
+                                services.clock.now())
+        except AppError as error:
+            return await _conversation_page(request, services, session, client.name, conversation_id,
+                                            "conversation.html", error.message, error.status_code, chosen=chosen)
+        log.info("console.action", extra={"client": client.name, "conversation": conversation_id,
+                                          "action": "template", "template": name, "email": session.user.email})
+        return RedirectResponse(f"/console/c/{client.name}/conversations/{conversation_id}", status_code=303)
 
     @router.post("/c/{client_name}/conversations/{conversation_id}/{action}")
     async def act(request: Request, services: ServicesDep, client_name: ClientName, conversation_id: ConversationId,

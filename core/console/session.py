@@ -28,6 +28,7 @@ class Session:
 
     user: ConsoleUser
     csrf: str
+    language: str | None = None  # the account's choice when it made one (read at login, kept in the cookie)
 
     def csrf_ok(self, given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), self.csrf.encode())  # type: ignore[union-attr]
@@ -53,9 +54,12 @@ class SessionCookies:
 
         return URLSafeTimedSerializer(console_secret(self._settings), salt="console-session", signer=ClockSigner)
 
-    def start(self, response: Response, request: Request, user: ConsoleUser) -> None:
+    def start(self, response: Response, request: Request, user: ConsoleUser, language: str | None = None) -> None:
         """Log `user` in: a new cookie with a new CSRF token (a session never outlives its login)."""
-        value = self._serializer.dumps({"u": user.id, "t": secrets.token_urlsafe(24)})
+        data: dict[str, object] = {"u": user.id, "t": secrets.token_urlsafe(24)}
+        if language:
+            data["l"] = language
+        value = self._serializer.dumps(data)
         _set(response, request, SESSION_COOKIE, value, self.max_age)
         response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
 
@@ -67,12 +71,13 @@ class SessionCookies:
         try:
             data = self._serializer.loads(raw, max_age=self.max_age)
             user_id, csrf = int(data["u"]), str(data["t"])
+            language = str(data["l"]) if data.get("l") else None
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
         user = await store.get_console_user(user_id)
         if user is None or user.disabled:
             return None
-        return Session(user, csrf)
+        return Session(user, csrf, language)
 
     @staticmethod
     def end(response: Response) -> None:

@@ -20,7 +20,8 @@ from core.conversation.window import is_within_window
 from core.llm.agent import Agent, Turn, TurnResult
 from core.metrics import Metrics
 from core.ops.budget import BudgetGuard, budget_email, budget_message
-from core.storage.base import AnsweringStore, LeaseLost, StoreUnavailable
+from core.sandbox import is_sandbox_number
+from core.storage.base import AnsweringStore, LeaseLost, PlaygroundStore, StoreUnavailable
 from core.storage.records import Claim, Conversation, Intent, ModelUsage, NewMessage, StoredMessage
 from core.whatsapp.client import WhatsAppSender
 from core.whatsapp.errors import WhatsAppError
@@ -70,7 +71,7 @@ class Processor:
     def __init__(self, store: AnsweringStore, registry: ClientRegistry, agent: Agent, senders: Senders, media: MediaReader,
                  outbox: Outbox, timing: ProcessorTiming, clock: Clock,
                  effects: Callable[[], None] = lambda: None, budget: BudgetGuard | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, playground: PlaygroundStore | None = None) -> None:
         self._store = store
         self._metrics = metrics or Metrics()
         self._clock = clock
@@ -82,6 +83,7 @@ class Processor:
         self._timing = timing
         self._effects = effects  # called after a turn stored effects: carry them out now
         self._budget = budget  # clients past their monthly budget answer with their budget message
+        self._playground = playground  # the console playground's edited prompts (sandbox-number conversations only)
 
     async def process(self, claim: Claim) -> None:
         """Answer the claimed conversation; an unexpected failure releases it to be tried again later."""
@@ -256,7 +258,11 @@ class Processor:
         """The batch's media read, then the agent's answer; the fallback (and a flag) when the model fails."""
         conversation = claim.conversation
         read = await self._media.read(client, sender, batch)
-        turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images, batch_id)
+        # Only a sandbox number's conversation (deliveries signed with the sandbox secret) can be a playground's:
+        # no WhatsApp user can reach an edited prompt.
+        trial = await self._playground.playground_prompt(client.name, conversation.user_key) \
+            if self._playground is not None and is_sandbox_number(conversation.phone_number_id) else None
+        turn = Turn(client, conversation, history, read.messages, self._clock.now(), read.images, batch_id, trial)
         try:
             return await self._agent.run(turn)
         except Exception as error:  # the user must not be left in silence: fallback, flag, log

@@ -17,7 +17,7 @@ from core.clock import Clock, SystemClock
 from core.knowledge.base import Retriever
 from core.knowledge.tool import best_answer
 from core.llm.history import chat_messages
-from core.llm.instructions import ClassifiedPrompts
+from core.llm.instructions import ClassifiedPrompts, SinglePrompt
 from core.llm.bounds import TurnBounds, cut_reply
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import call_limited
@@ -44,6 +44,8 @@ class Turn:
     now: datetime
     images: dict[int, str] = field(default_factory=dict)
     batch_id: str = ""  # the turn's id: what its tools decide is keyed by it
+    # The console playground's edited prompt under trial, in place of the client's (its conversations only).
+    instructions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class OpenAIAgent:
         if isinstance(client.spec.instructions, ClassifiedPrompts):
             category = await self._classify(turn, client.spec.instructions, conversation, usage)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": client.spec.instructions.system_prompt(category)},
+            {"role": "system", "content": system_prompt(turn, category)},
             *conversation,
         ]
         tools = client.tools(category)
@@ -259,6 +261,16 @@ class OpenAIAgent:
         except Exception as error:  # a broken tool must not sink the turn: the model hears it failed
             log.exception("llm.tool_failed", extra=fields)
             return f"Error: the tool {name} failed ({type(error).__name__})."
+
+
+def system_prompt(turn: Turn, category: str | None) -> str:
+    """The client's system prompt, or the playground's edited one: it replaces the base prompt (a category's own
+    part is still added after it)."""
+    instructions = turn.client.spec.instructions
+    if turn.instructions is not None:
+        instructions = replace(instructions, base=turn.instructions) if isinstance(instructions, ClassifiedPrompts) \
+            else SinglePrompt(turn.instructions)
+    return instructions.system_prompt(category)
 
 
 def bounded_batch(turn: Turn, bounds: TurnBounds, limits: list[str]) -> tuple[list[StoredMessage], dict[int, str]]:

@@ -25,6 +25,7 @@ from core.storage.records import (
 )
 from core.storage.broadcast_records import Broadcast, BroadcastCounts, Contact, ContactChange, ContactQuery, Recipient
 from core.storage.accounts import ConsoleRole, ConsoleUser, LoginScope
+from core.storage.admin_records import ClientFacts
 from core.storage.retention_records import ContactData, Erasure, ExpiredMessage
 from core.webhook.echoes import EchoMessage
 from core.webhook.events import InboundMessage, StatusUpdate
@@ -375,9 +376,49 @@ class BroadcastStore(Sends, Protocol):
     async def get_template(self, client: str, name: str, language: str) -> Template | None: ...
 
 
+class PlaygroundStore(Protocol):
+    """Edited system prompts tried in the console's playground: kept per tester conversation, never the client's."""
+
+    async def set_playground_prompt(self, client: str, user_key: str, instructions: str, now: datetime) -> None:
+        """Answer the playground conversation of `user_key` (on the client's sandbox number) with `instructions`."""
+
+    async def playground_prompt(self, client: str, user_key: str) -> str | None:
+        """The prompt under trial in that playground conversation; None: the client's own prompt answers."""
+
+class DashboardStore(Protocol):
+    """What the console's client dashboard counts beyond the usage ledger."""
+
+    async def count_bot_replies(self, client: str, texts: Sequence[str], since: datetime, until: datetime) -> int:
+        """The bot's outbound messages stored in [since, until) whose text is one of `texts` (e.g. the fallback)."""
+
+class AdminStore(Protocol):
+    """What the console's admin page reads of each client's health."""
+
+    async def client_facts(self, client: str, since: datetime, overdue_before: datetime) -> ClientFacts:
+        """The client's failed sends and effects since `since` (and the last of each, ever), the conversations due
+        before `overdue_before` and the ones flagged now."""
+
+class ReadsStore(Protocol):
+    """What each console account has seen of each conversation: the inbox's unread counts."""
+
+    async def mark_seen(self, user_id: int, conversation_id: int, seen_at: datetime) -> None:
+        """The account saw the conversation's messages stored up to `seen_at` (never moves backwards)."""
+
+    async def unread_counts(self, user_id: int, conversation_ids: Sequence[int]) -> dict[int, int]:
+        """Per conversation (only those with any), the messages in stored after the account last saw it."""
+
+class PreferencesStore(Protocol):
+    """What each console account chose for itself."""
+
+    async def set_console_language(self, user_id: int, language: str, now: datetime) -> None:
+        """The console's language for this account (en, es), used from its next page on."""
+
+    async def console_language(self, user_id: int) -> str | None:
+        """The account's chosen language; None: the browser's Accept-Language decides."""
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
             ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, OutboxStore, ContactStore, BroadcastStore,
-            Protocol):
+            PlaygroundStore, DashboardStore, AdminStore, ReadsStore, PreferencesStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

@@ -45,6 +45,12 @@ def archived_type(mime_type: str) -> str:
     return kind if kind in _PASSIVE_TYPES or kind.startswith(("audio/", "video/")) else _INERT
 
 
+def type_of(path: str) -> str:
+    """The type an archived file was saved under, from its name (archive_path gave it the type's extension)."""
+    guessed = mimetypes.guess_type(path)[0]
+    return archived_type(guessed) if guessed else _INERT
+
+
 def archive_path(client: str, conversation_id: int, wamid: str, mime_type: str) -> str:
     """`<client>/<conversation>/<wamid>-<hash>.<ext>`, safe as a file and object name, one per wamid.
 
@@ -65,6 +71,9 @@ class MediaArchive(Protocol):
 
     async def save(self, client: str, conversation_id: int, wamid: str, media: Media) -> str:
         """Keep a received file; returns the path to store on its message."""
+
+    async def read(self, path: str) -> tuple[bytes, str] | None:
+        """An archived file by the path `save` returned, and the type it was archived under; None when gone."""
 
     async def remove(self, paths: Sequence[str]) -> int:
         """Delete archived files by the paths `save` returned; those already gone are skipped. How many went."""
@@ -93,6 +102,18 @@ class LocalMediaArchive:
 
         await asyncio.to_thread(write)
         return relative
+
+    async def read(self, path: str) -> tuple[bytes, str] | None:
+        target = self._inside(path)
+
+        def load() -> bytes | None:
+            try:
+                return target.read_bytes() if target is not None else None
+            except (FileNotFoundError, IsADirectoryError):
+                return None
+
+        content = await asyncio.to_thread(load)
+        return (content, type_of(path)) if content is not None else None
 
     async def remove(self, paths: Sequence[str]) -> int:
         return await asyncio.to_thread(self._remove, list(paths))
@@ -153,6 +174,21 @@ class SupabaseMediaArchive:
         bucket = await self._storage()
         await bucket.upload(relative, media.content, {"content-type": archived_type(media.mime_type), "upsert": "true"})
         return f"{self._bucket}/{relative}"
+
+    async def read(self, path: str) -> tuple[bytes, str] | None:
+        from storage3.exceptions import StorageApiError
+
+        bucket, _, name = path.partition("/")
+        if not name:
+            return None
+        try:
+            content = await (await self._storage(bucket)).download(name)
+        except StorageApiError as error:
+            # Storage answers a missing object with 400 or 404 and an error such as "not_found".
+            if str(error.status) == "404" or "not" in str(error.code).lower() and "found" in str(error.code).lower():
+                return None
+            raise
+        return content, type_of(name)
 
     async def remove(self, paths: Sequence[str]) -> int:
         # A stored path is `<bucket>/<object>`: the bucket it was saved in, even if SUPABASE_MEDIA_BUCKET changed.

@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 TABLES = ("conversations", "messages", "message_statuses", "client_documents", "client_records", "effects",
           "client_switches", "usage_daily", "scheduled_jobs", "console_users", "console_login_failures",
-          "templates", "contacts", "contact_tags", "broadcasts", "broadcast_recipients", "send_slots")
+          "templates", "contacts", "contact_tags", "broadcasts", "broadcast_recipients", "send_slots",
+          "playground_prompts", "console_reads", "console_preferences")
 SUPABASE_TRANSACTION_POOLER_PORT = 6543
 DEFAULT_POOL_SIZE = 10
 # Writes committed together at most (acknowledgements under load): one transaction, three statements each.

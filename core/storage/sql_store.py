@@ -30,15 +30,20 @@ from core.storage.records import (
 from core.storage.rules import (applied_statuses, effect_outcome, inbound_handling, kept_after_turn, settled_at,
                                 stays_due)
 from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
-from core.storage.sql_usage import SENT_STATUSES, UsageSQL
-from core.storage.sql_retention import RetentionSQL
-from core.storage.sql_console import ConsoleSQL
-from core.storage.sql_echoes import EchoSQL
-from core.storage.sql_templates import TemplateSQL
-from core.storage.sql_observability import ObservabilitySQL
-from core.storage.sql_rich import RichSQL
-from core.storage.sql_contacts import ContactSQL
+from core.storage.sql_admin import AdminSQL
 from core.storage.sql_broadcasts import BroadcastSQL
+from core.storage.sql_console import ConsoleSQL
+from core.storage.sql_contacts import ContactSQL
+from core.storage.sql_dashboard import DashboardSQL
+from core.storage.sql_echoes import EchoSQL
+from core.storage.sql_observability import ObservabilitySQL
+from core.storage.sql_playground import PlaygroundSQL
+from core.storage.sql_preferences import PreferencesSQL
+from core.storage.sql_reads import ReadsSQL
+from core.storage.sql_retention import RetentionSQL
+from core.storage.sql_rich import RichSQL
+from core.storage.sql_templates import TemplateSQL
+from core.storage.sql_usage import SENT_STATUSES, UsageSQL
 from core.webhook.events import InboundMessage, StatusUpdate
 
 # Handled messages in the order they happened: by the turn that handled them, the user's side of a turn first.
@@ -78,7 +83,7 @@ def _like_escaped(text: str) -> str:
 
 
 class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, ObservabilitySQL, RichSQL, ContactSQL,
-               BroadcastSQL):
+               BroadcastSQL, PlaygroundSQL, DashboardSQL, AdminSQL, ReadsSQL, PreferencesSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:

@@ -244,4 +244,24 @@ CREATE INDEX IF NOT EXISTS broadcast_recipients_message ON broadcast_recipients 
 CREATE TABLE IF NOT EXISTS send_slots (
     phone_number_id  TEXT PRIMARY KEY,
     next_at          TEXT NOT NULL                  -- the earliest time the next broadcast send may go out
+-- Edited system prompts tried in the console's playground (never a client's prompt), per tester conversation.
+CREATE TABLE IF NOT EXISTS playground_prompts (
+    client        TEXT NOT NULL,
+    user_key      TEXT NOT NULL,                      -- the tester's user key on the client's sandbox number
+    instructions  TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (client, user_key)
+);
+-- When each console account last saw each conversation (the newest message shown): the inbox's unread counts.
+CREATE TABLE IF NOT EXISTS console_reads (
+    user_id          INTEGER NOT NULL,
+    conversation_id  INTEGER NOT NULL,
+    seen_at          TEXT    NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+);
+-- What each console account chose for itself: its language (en, es).
+CREATE TABLE IF NOT EXISTS console_preferences (
+    user_id     INTEGER PRIMARY KEY,
+    language    TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
 );

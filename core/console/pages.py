@@ -1,0 +1,55 @@
+"""What every console page does the same way: render with safe headers, refuse, send to login, check the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from core.clients import Client
+from core.console.i18n import Translator, negotiate
+from core.console.session import Session, SessionCookies
+from core.services import Services
+
+
+@dataclass(frozen=True)
+class Pages:
+    templates: Jinja2Templates
+    cookies: SessionCookies
+
+    def page(self, request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        response = self.templates.TemplateResponse(request, name, with_language(request, context),
+                                                   status_code=status_code)
+        # Pages show private conversations: never from a shared cache, never inside another site's frame.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+        return response
+
+    def refuse(self, request: Request, session: Session | None, status_code: int, reason: str) -> HTMLResponse:
+        return self.page(request, "error.html", {"session": session, "status": status_code, "reason": reason},
+                         status_code)
+
+    @staticmethod
+    def to_login() -> RedirectResponse:
+        return RedirectResponse("/console/login", status_code=303)
+
+    @staticmethod
+    def visible(services: Services, session: Session, name: str) -> Client | None:
+        """The client when this account may see it; None is answered 404, as for a client that does not exist."""
+        client = services.registry.get(name)
+        return client if client is not None and session.user.sees(name) else None
+
+    @staticmethod
+    def clients_of(services: Services, session: Session) -> list[str]:
+        return [client.name for client in services.registry if session.user.sees(client.name)]
+
+
+def with_language(request: Request, context: dict[str, Any]) -> dict[str, Any]:
+    """The context with `_`, the translator of the account's language or else the browser's."""
+    session: Session | None = context.get("session")
+    lang = negotiate(request.headers.get("accept-language"), session.language if session else None)
+    return {**context, "_": Translator(lang)}

@@ -1,0 +1,46 @@
+"""The dashboard's counts over stored messages, on both databases (SQLite file and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.storage.base import Store
+from core.storage.postgres import PostgresStore
+from core.storage.sqlite import SQLiteStore
+from tests.core.storage.test_store import DEBOUNCE, answer, inbound
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+FALLBACK = "Perdón, tuve un problema. ¿Podés repetirlo?"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on a SQLite file of the test's own, or on a fresh PostgreSQL database."""
+    opened = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" \
+        else PostgresStore(request.getfixturevalue("postgres_url"))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_bot_replies_with_given_texts_are_counted_per_client_and_period(store: Store):
+    for minute, (user, reply) in enumerate([("5491100000001", FALLBACK), ("5491100000002", "Abrimos a las 9."),
+                                            ("5491100000003", FALLBACK)]):
+        at = T0 + timedelta(minutes=minute)
+        await store.record_inbound("demo", inbound("hola", user=user, at=at), DEBOUNCE, at)
+        await answer(store, at + timedelta(seconds=30), reply_wamid=f"wamid.out.{minute}", text=reply)
+    await store.record_inbound("shop", inbound("hola", user="5491100000004", client_phone="3001"), DEBOUNCE, T0)
+    await answer(store, T0 + timedelta(seconds=30), reply_wamid="wamid.out.shop", text=FALLBACK)
+    day = (T0 - timedelta(hours=12), T0 + timedelta(hours=12))
+    assert await store.count_bot_replies("demo", [FALLBACK], *day) == 2
+    assert await store.count_bot_replies("demo", [FALLBACK, "Abrimos a las 9."], *day) == 3
+    assert await store.count_bot_replies("demo", [FALLBACK], T0 + timedelta(minutes=1), day[1]) == 1
+    assert await store.count_bot_replies("demo", [FALLBACK], day[0], T0) == 0
+    assert await store.count_bot_replies("shop", [FALLBACK], *day) == 1
+    assert await store.count_bot_replies("demo", [], *day) == 0
