@@ -244,6 +244,7 @@ CREATE INDEX IF NOT EXISTS broadcast_recipients_message ON broadcast_recipients 
 CREATE TABLE IF NOT EXISTS send_slots (
     phone_number_id  TEXT PRIMARY KEY,
     next_at          TEXT NOT NULL                  -- the earliest time the next broadcast send may go out
+);
 -- Edited system prompts tried in the console's playground (never a client's prompt), per tester conversation.
 CREATE TABLE IF NOT EXISTS playground_prompts (
     client        TEXT NOT NULL,
