@@ -416,9 +416,17 @@ class PreferencesStore(Protocol):
     async def console_language(self, user_id: int) -> str | None:
         """The account's chosen language; None: the browser's Accept-Language decides."""
 
+
+class ContactTagsStore(Protocol):
+    """The tags of a page of people at once: the console's inbox rows."""
+
+    async def tags_of(self, client: str, user_keys: Sequence[str]) -> dict[str, list[str]]:
+        """Per user key (only those with any), the client's tags of that person in alphabetical order."""
+
+
 class Store(InboundStore, TurnStore, OperatorStore, ClientDataStore, EffectStore, UsageStore, RetentionStore,
             ConsoleStore, TemplateStore, EchoStore, ObservabilityStore, OutboxStore, ContactStore, BroadcastStore,
-            PlaygroundStore, DashboardStore, AdminStore, ReadsStore, PreferencesStore, Protocol):
+            PlaygroundStore, DashboardStore, AdminStore, ReadsStore, PreferencesStore, ContactTagsStore, Protocol):
     """Everything the service keeps; each module asks only for the role it uses."""
 
     async def open(self) -> None:

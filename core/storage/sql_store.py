@@ -33,6 +33,7 @@ from core.storage.sql import Database, Dialect, Json, Row, Tx, iso
 from core.storage.sql_admin import AdminSQL
 from core.storage.sql_broadcasts import BroadcastSQL
 from core.storage.sql_console import ConsoleSQL
+from core.storage.sql_contact_tags import ContactTagsSQL
 from core.storage.sql_contacts import ContactSQL
 from core.storage.sql_dashboard import DashboardSQL
 from core.storage.sql_echoes import EchoSQL
@@ -83,7 +84,8 @@ def _like_escaped(text: str) -> str:
 
 
 class SQLStore(UsageSQL, RetentionSQL, ConsoleSQL, TemplateSQL, EchoSQL, ObservabilitySQL, RichSQL, ContactSQL,
-               BroadcastSQL, PlaygroundSQL, DashboardSQL, AdminSQL, ReadsSQL, PreferencesSQL):
+               BroadcastSQL, PlaygroundSQL, DashboardSQL, AdminSQL, ReadsSQL, PreferencesSQL,
+               ContactTagsSQL):
     """Every Store operation as SQL on a `Database`; the adapters differ only in their database."""
 
     def __init__(self, database: Database) -> None:
