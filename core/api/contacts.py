@@ -84,6 +84,15 @@ class ContactPatch(BaseModel):
         return value
 
 
+def contact_change(body: ContactPatch) -> ContactChange:
+    """The store's change for a checked patch: only the fields given (an `opted_out` of null changes nothing)."""
+    given = body.model_fields_set
+    if "opted_out" in given and body.opted_out is None:
+        given = given - {"opted_out"}
+    return ContactChange(fields=frozenset(given), name=body.name, email=body.email, notes=body.notes,
+                         tags=body.tags or [], opted_out=bool(body.opted_out))
+
+
 def contact_read(contact: Contact) -> ContactRead:
     return ContactRead(user_key=contact.user_key, wa_id=contact.wa_id, name=contact.display_name,
                        profile_name=contact.profile_name, email=contact.email, tags=contact.tags, notes=contact.notes,
@@ -142,12 +151,8 @@ def build_contacts_router(client: Client) -> APIRouter:
     async def edit_contact(services: ServicesDep, user_key: UserKey, body: ContactPatch) -> ContactRead:
         """Change a contact's name, email, tags (replaced), notes or opt-out; 404 when they never wrote."""
         given = body.model_fields_set
-        change = ContactChange(fields=frozenset(given), name=body.name, email=body.email, notes=body.notes,
-                               tags=body.tags or [], opted_out=bool(body.opted_out))
-        if "opted_out" in given and body.opted_out is None:
-            change = ContactChange(fields=frozenset(given - {"opted_out"}), name=body.name, email=body.email,
-                                   notes=body.notes, tags=body.tags or [])
-        updated = await services.store.update_contact(client.name, user_key, change, services.clock.now())
+        updated = await services.store.update_contact(client.name, user_key, contact_change(body),
+                                                      services.clock.now())
         if updated is None:
             raise NotFound(f"no contact {user_key} for client {client.name}")
         log.info("contacts.edited", extra={"client": client.name, "fields": ",".join(sorted(given))})
