@@ -46,6 +46,9 @@ SPANISH: dict[str, str] = {
     "Send": "Enviar", "No messages yet.": "Todavía no hay mensajes.", "category": "categoría", "tokens": "tokens",
     "bot": "bot", "pending": "pendiente", "sent": "enviado", "sandbox": "sandbox", "delivered": "entregado",
     "read": "leído", "failed": "falló",
+    "Tags": "Etiquetas", "no tags": "sin etiquetas", "new tag": "etiqueta nueva", "Add tag": "Agregar etiqueta",
+    "Remove the tag {tag}": "Quitar la etiqueta {tag}", "Note on {name}": "Nota sobre {name}",
+    "Only staff see it; the bot does not.": "Solo la ve el equipo; el bot no.", "Save note": "Guardar nota",
     # the dashboard
     "The bot is": "El bot está", "on": "encendido", "off": "apagado",
     "It answers every new message that no person took over.":
@@ -98,6 +101,8 @@ SPANISH: dict[str, str] = {
     "The playground is for operators and admins.": "El probador es para operadores y admins.",
     "The admin page is for the platform's admins.": "La página de clientes es para los admins de la plataforma.",
     "Write something to send.": "Escribí algo para enviar.",
+    "Say what to change: edit=tag-add, tag-remove or notes.":
+        "Indicá qué cambiar: edit=tag-add, tag-remove o notes.",
     "A parameter holds a NUL character, which WhatsApp does not take.":
         "Un parámetro tiene un carácter NUL, que WhatsApp no acepta.",
     "Say whether the bot is to be on or off (enabled=true|false).":

@@ -19,6 +19,7 @@ from core.clients import Client
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.console.admin_routes import add_admin_routes
+from core.console.contact_routes import add_contact_routes
 from core.console.dashboard_routes import add_dashboard_routes
 from core.console.i18n import LANGUAGES
 from core.console.media_routes import add_media_routes
@@ -63,6 +64,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     add_dashboard_routes(router, Pages(templates, cookies))
     add_admin_routes(router, Pages(templates, cookies))
     add_media_routes(router, Pages(templates, cookies))
+    add_contact_routes(router, Pages(templates, cookies))
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         response = templates.TemplateResponse(request, name, with_language(request, context), status_code=status_code)
@@ -185,10 +187,11 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
                                                         query)
         items = [inbox_item(conversation, now) for conversation in found[:PAGE_SIZE]]
         unread = await services.store.unread_counts(session.user.id, [item.conversation.id for item in items])
+        tags = await services.store.tags_of(client.name, [item.conversation.user_key for item in items])
         base = {"filter": filter, "q": q}
         context = {
             "session": session, "client": client.name, "clients": _clients_of(services, session), "items": items,
-            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS, "unread": unread,
+            "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS, "unread": unread, "tags": tags,
             "previous": f"?{urlencode({**base, 'page': page_number - 1})}" if page_number > 1 else None,
             "next": f"?{urlencode({**base, 'page': page_number + 1})}" if len(found) > PAGE_SIZE else None,
         }
@@ -224,7 +227,8 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
                    "item": inbox_item(found, now), "bubbles": bubbles(messages, internal=admin),
                    "admin": admin, "can_act": session.user.can_act, "error": error,
                    "window": window_of(found, now), "now": now, "templates": approved, "choice_of": choice_of,
-                   "chosen": next((t for t in approved if choice_of(t) == chosen), None)}
+                   "chosen": next((t for t in approved if choice_of(t) == chosen), None),
+                   "contact": await services.store.get_contact(client.name, found.user_key)}
         return page(request, template, context, status_code)
 
     @router.post("/c/{client_name}/conversations/{conversation_id}/template")
