@@ -231,6 +231,8 @@ def test_screenshots_of_the_inbox_and_a_conversation(page: Page, console: Runnin
     taken = answered(console, DEMO, "5491100000012", "Quiero hablar con alguien", name="Carla Gómez")
     headers = {"Authorization": f"Bearer {DEMO.api_key}"}
     console.http.post(f"{console.url}/api/v1/demo/conversations/{taken}/takeover", headers=headers)
+    console.http.patch(f"{console.url}/api/v1/demo/contacts/5491100000010", headers=headers,
+                       json={"tags": ["mayorista", "vip"], "notes": "Compra para tres locales; prefiere WhatsApp."})
     write(console, DEMO, "5491100000012", "¿Hola?", name="Carla Gómez")
     log_in(page, "admin@example.com")
     expect(page.get_by_test_id("conversation-item")).to_have_count(3)
