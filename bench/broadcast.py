@@ -20,7 +20,8 @@ Reported:
 - the achieved send rate, first to last send at the stand-in: (sends − 1) / (last − first), as a ratio of
   rate × share (goal ≥ 0.95); the kill's idle slots and any wait for the victim's leases are inside it. Beside it,
   the median of the whole 1 s buckets from the first send (the steady rate, kill or not), the busiest 1 s window
-  (the pacing's ceiling: rate × share + 1 on time) and the longest gap between two sends;
+  (the pacing's ceiling: rate × share + 1 on time), the longest gap between two sends, and the first-to-last rate
+  of the sends before the kill (two servers) and after it (the survivor alone);
 - duplicates: recipients the stand-in received more than once (goal 0);
 - skipped: recipients that never reached the stand-in, and recipients GET …/broadcasts/{id} does not count as sent
   (total − sent − delivered − read; goal 0 both), with the broadcast's final counts;
@@ -155,6 +156,15 @@ def rate_figures(times: list[float], limit: float) -> dict[str, Any]:
             "span_s": round(span, 2)}
 
 
+def split_rates(times: list[float], killed_at: float, limit: float) -> dict[str, float | None]:
+    """First-to-last rate of the sends before the kill (two servers) and after it (the survivor), as ratios."""
+    def ratio(part: list[float]) -> float | None:
+        return round((len(part) - 1) / (part[-1] - part[0]) / limit, 3) if len(part) > 1 and part[-1] > part[0] \
+            else None
+    return {"ratio_before_kill": ratio([at for at in times if at <= killed_at]),
+            "ratio_after_kill": ratio([at for at in times if at > killed_at])}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     keys = [f"54911{n:08d}" for n in range(args.recipients)]
     limit = args.rate * args.share
@@ -237,7 +247,7 @@ def measure(args: argparse.Namespace, keys: list[str], limit: float, standins: S
         "contacts_written_s": round(writing_s, 1),
         "sent_when_killed": sent_when_killed, "victim_held": held[victim_pid],
         "kill_after_first_send_s": round(killed_at - times[0], 1) if times else None,
-        **rates,
+        **rates, **split_rates(times, killed_at, limit),
         "sends": len(sends), "duplicates": duplicates, "never_received": never_received,
         "not_counted_sent": done["total"] - counted_sent, "total": done["total"], "counts": counts,
         "finish_s": round(finished_s, 1), "ideal_s": round(len(keys) / limit, 1),
@@ -256,6 +266,8 @@ def report(result: dict[str, Any]) -> None:
     print(f"median whole second: {result['median_1s']} = {result['median_1s_ratio']} of the limit; busiest 1 s "
           f"window {result['busiest_1s']}; longest gap {result['longest_gap_s']} s "
           f"({result['longest_gap_after_first_s']} s after the first send)")
+    print(f"before the kill (two servers): {result['ratio_before_kill']} of the limit; after it (the survivor "
+          f"alone): {result['ratio_after_kill']}")
     print(f"duplicates: {result['duplicates']}   (goal 0)")
     print(f"skipped: {result['never_received']} never received, {result['not_counted_sent']} not counted sent   "
           f"(goal 0, 0)")
