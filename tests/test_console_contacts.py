@@ -50,12 +50,17 @@ def test_an_operator_tags_and_notes_the_contact_and_both_stay_after_a_reload(pag
     log_in(page, "op@demo.example")
     page.goto(path)
     expect(page.get_by_test_id("contact-no-tags")).to_be_visible()
+    # Each button submits a form: the next step waits for the page it brings back (a reload during that navigation
+    # fails, or reloads before the note is stored).
     page.get_by_test_id("contact-tag-input").fill("  Mayorista ")
-    page.get_by_test_id("contact-tag-add").click()
+    with page.expect_navigation():
+        page.get_by_test_id("contact-tag-add").click()
     page.get_by_test_id("contact-tag-input").fill("vip")
-    page.get_by_test_id("contact-tag-add").click()
+    with page.expect_navigation():
+        page.get_by_test_id("contact-tag-add").click()
     page.get_by_test_id("contact-notes").fill("Compra para tres locales.\nLlamar a la mañana.")
-    page.get_by_test_id("contact-notes-save").click()
+    with page.expect_navigation():
+        page.get_by_test_id("contact-notes-save").click()
     page.reload()
     expect(page.get_by_test_id("contact-tag")).to_have_text(["mayorista×", "vip×"])
     expect(page.get_by_test_id("contact-notes")).to_have_value("Compra para tres locales.\nLlamar a la mañana.")
