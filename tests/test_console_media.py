@@ -4,8 +4,9 @@ transcript, through the authenticated media endpoint (that client's staff only);
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,8 +27,19 @@ from tests.fakes.server import serve
 from tests.support import text_delivery, wait_for
 from tests.test_console_browser import log_in
 
-# A real 1×1 PNG, so the browser decodes it.
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+
+
+def _png(width: int = 1, height: int = 1) -> bytes:
+    """A real PNG (RGBA, one colour), so the browser decodes it; built here rather than pasted as base64."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x33\x99\xff\xff" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+PNG = _png()
 WA_ID = "5491100000020"
 
 
