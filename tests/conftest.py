@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,9 @@ import pytest
 from core.app import create_app
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from core.storage.base import Store
+from core.storage.postgres import PostgresStore
+from core.storage.sqlite import SQLiteStore
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import serve
@@ -127,6 +130,27 @@ def each_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path / 'app.db'}"
+
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Makes (unopened) stores on one database of the test's own: a SQLite file, or a fresh Postgres database."""
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "store.db")
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url)
+
+
+@pytest.fixture
+async def store(new_store: StoreFactory) -> AsyncIterator[Store]:
+    """An open store of the test's own, on each database in turn."""
+    opened = new_store()
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from core.storage.base import Store
 from core.storage.records import Intent, NewMessage
 from tests.conftest import DEMO, RunningApp
 from tests.core.notify.smtp_server import Mailbox, smtp_server
-from tests.core.storage.test_store import DEBOUNCE, T0, inbound, new_store, store  # noqa: F401 (fixtures)
+from tests.core.storage.test_store import DEBOUNCE, T0, inbound
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.support import text_delivery, wait_for

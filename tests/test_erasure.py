@@ -4,7 +4,7 @@ copy of the same person, and other people, stay. Through the store, the REST API
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,16 +28,6 @@ T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 ERIN = "5491100000777"
 ERIN_ID = "US.13491208655302741918"
 NAME = "Erin Erasmus"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A store of the test's own on each database: a SQLite file, then a fresh PostgreSQL database."""
-    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" else \
-        PostgresStore(request.getfixturevalue("postgres_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

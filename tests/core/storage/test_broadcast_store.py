@@ -4,32 +4,19 @@ and erasure removing the person's contact and recipient rows."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from core.storage.base import Store
 from core.storage.broadcast_records import ContactChange
-from core.storage.postgres import PostgresStore
 from core.storage.records import NewMessage
 from core.storage.sql_broadcasts import callback_data
-from core.storage.sqlite import SQLiteStore
 from core.webhook.events import StatusUpdate
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 PHONE = "1000"
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" else \
-        PostgresStore(request.getfixturevalue("postgres_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def template_message(user_key: str) -> NewMessage:

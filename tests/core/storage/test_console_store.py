@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.storage.base import Store
-from tests.core.storage.test_store import new_store, store  # noqa: F401 (fixtures: each test on both databases)
 
 pytestmark = pytest.mark.anyio
 

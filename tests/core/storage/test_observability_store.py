@@ -10,7 +10,7 @@ from core.storage.base import Store
 from core.storage.migrate import migrations
 from core.storage.postgres import PostgresStore
 from core.storage.records import ClientBacklog, Intent, NewMessage
-from tests.core.storage.test_store import DEBOUNCE, T0, inbound, new_store, store  # noqa: F401 - fixtures
+from tests.core.storage.test_store import DEBOUNCE, T0, inbound
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ count stay; a client's own RETENTION_DAYS wins; archived files go; one process o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,6 @@ import pytest
 from core.ops.retention import PurgeCounts, RetentionJob, purge, retentions
 from core.storage.base import Store
 from core.storage.media import LocalMediaArchive, MediaArchive
-from core.storage.postgres import PostgresStore
-from core.storage.sqlite import SQLiteStore
 from tests.fakes.clock import ManualClock
 from tests.retention_data import seed_person
 
@@ -24,16 +22,6 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 RECENT = T0 + timedelta(days=20)
 NOW = RECENT + timedelta(hours=1)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A store of the test's own on each database: a SQLite file, then a fresh PostgreSQL database."""
-    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" else \
-        PostgresStore(request.getfixturevalue("postgres_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

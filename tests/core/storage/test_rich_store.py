@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from core.storage.base import Store
-from core.storage.postgres import PostgresStore
-from core.storage.sqlite import SQLiteStore
 from core.whatsapp.rich import Button, ReplyButtons, rich_message
 from tests.core.storage.test_store import DEBOUNCE, inbound
 
@@ -18,15 +14,6 @@ pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 BUTTONS = ReplyButtons(body="¿Confirmás el turno?", buttons=[Button(title="Sí"), Button(title="No")])
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" \
-        else PostgresStore(request.getfixturevalue("postgres_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_fallback_is_kept_on_a_pending_message_and_never_rewrites_a_sent_one(store: Store):

@@ -4,27 +4,14 @@ again from now."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from core.storage.base import Store
-from core.storage.postgres import PostgresStore
-from core.storage.sqlite import SQLiteStore
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" else \
-        PostgresStore(request.getfixturevalue("postgres_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def broadcast_to(store: Store, phone: str, count: int, prefix: str = "5491100"):

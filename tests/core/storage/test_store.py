@@ -5,43 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from core.storage.base import Store
-from core.storage.postgres import PostgresStore
 from core.storage.records import ConversationQuery, Debounce, NewMessage
-from core.storage.sqlite import SQLiteStore
 from core.webhook.events import InboundMessage, StatusUpdate
+from tests.conftest import StoreFactory
 
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 DEBOUNCE = Debounce(seconds=3, max_seconds=15)
 _ids = itertools.count(1)
-
-StoreFactory = Callable[[], Store]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Makes (unopened) stores on one database of the test's own: a SQLite file, or a fresh Postgres database."""
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "store.db")
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStore(url)
-
-
-@pytest.fixture
-async def store(new_store: StoreFactory) -> AsyncIterator[Store]:
-    opened = new_store()
-    await opened.open()
-    yield opened
-    await opened.close()
-
 
 def inbound(text: str = "hola", *, user: str = "5491155550001", wamid: str | None = None, at: datetime = T0,
             type: str = "text", client_phone: str = "2001") -> InboundMessage:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from core.storage.base import Store
-from core.storage.postgres import PostgresStore
-from core.storage.sqlite import SQLiteStore
 from core.webhook.echoes import EchoMessage
 from core.whatsapp.templates import Template
 from tests.core.storage.test_store import DEBOUNCE, inbound
@@ -20,15 +16,6 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 BODY = [{"type": "BODY", "text": "Hola {{1}}, tu turno es a las {{2}}.",
          "example": {"body_text": [["Marta", "17:30"]]}}]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = SQLiteStore(tmp_path / "store.db") if request.param == "sqlite" \
-        else PostgresStore(request.getfixturevalue("postgres_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def template(name: str, language: str = "es_AR", status: str = "APPROVED", quality: str | None = None) -> Template:

@@ -11,7 +11,7 @@ from core.ops.prices import PriceTable
 from core.ops.usage import usage_report
 from core.storage.base import Store
 from core.storage.records import ModelUsage, NewMessage
-from tests.core.storage.test_store import DEBOUNCE, T0, inbound, new_store, store  # noqa: F401 (fixtures)
+from tests.core.storage.test_store import DEBOUNCE, T0, inbound
 
 pytestmark = pytest.mark.anyio
 
