@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -22,6 +22,9 @@ from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import serve
 from tests.postgres import PostgresServer, PostgresUnavailable
 from tests.support import signed
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 # Variables the tests own; anything a developer exported is removed so each test starts from a clean slate.
 OWNED_PREFIXES = ("DEMO_", "EMPRENDEMY_", "META_", "OPENAI_", "WHATSAPP_", "DATABASE_URL", "DEBOUNCE_", "LEASE_",
@@ -212,3 +215,21 @@ def live_app(start_app: Any, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
     """Both clients live against the stand-in Graph API, answering with the stand-in OpenAI."""
     return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
                      whatsapp_api_base_url=graph.url)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium for a console module's tests (not longer: see tests/console_support.chromium)."""
+    from tests.console_support import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
+    """A fresh browser context (no cookies) per test on the module's `console` app."""
+    from tests.console_support import fresh_page
+
+    with fresh_page(browser, console.url) as opened:
+        yield opened

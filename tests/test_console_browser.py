@@ -2,76 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from core.console.passwords import hash_password
-from core.storage.sqlite import SQLiteStore
 from tests.conftest import DEMO, EMPRENDEMY, RunningApp
 from tests.conftest import TestClientIds as ClientIds
+from tests.console_support import PASSWORD, start_console
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import text_delivery, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-PASSWORD = "correct horse battery"
-# (email, role, client) of the accounts every test starts with.
-ACCOUNTS = [("admin@example.com", "admin", None), ("op@demo.example", "operator", "demo"),
-            ("viewer@demo.example", "viewer", "demo"), ("op@emprendemy.example", "operator", "emprendemy")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One chromium for this module's tests. Not longer: Playwright's sync API keeps an event loop running in this
-    thread while it lives, and a later module's asyncio.run() in the same xdist worker would fail."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium (apt-get install chromium)",
-                    pytrace=False)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
-    """Both clients live against the stand-ins, with the accounts above (made in the store before the start)."""
-    async def add_accounts() -> None:
-        store = SQLiteStore(Path(tmp_db.removeprefix("sqlite:///")))
-        await store.open()
-        try:
-            for email, role, client in ACCOUNTS:
-                await store.add_console_user(email, hash_password(PASSWORD), role, client, datetime.now(UTC))
-        finally:
-            await store.close()
-
-    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, add_accounts()).result()
-    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, whatsapp_pair_interval_seconds=0.02,
-                     console_secret="console-secret-for-the-browser-tests-0123456789", console_poll_seconds=0.2)
-
-
-@pytest.fixture
-def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
-    """A fresh browser context (no cookies) per test; closed before the app stops, so no live stream holds it."""
-    context = browser.new_context(base_url=console.url, viewport={"width": 1100, "height": 760})
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    yield opened
-    context.close()
+    """Both clients live against the stand-ins, with the accounts (made in the store before the start)."""
+    return start_console(start_app, tmp_db, graph, llm, whatsapp_pair_interval_seconds=0.02)
 
 
 def log_in(page: Page, email: str, password: str = PASSWORD) -> None:

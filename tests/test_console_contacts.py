@@ -3,38 +3,22 @@ note (kept in the store, shown after a reload and on the inbox rows); viewers on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.conftest import DEMO, EMPRENDEMY, RunningApp
-from tests.console_support import SECRET, add_accounts, chromium, fresh_page
+from tests.conftest import DEMO, RunningApp
+from tests.console_support import start_console
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.test_console_browser import answered, log_in
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
-    add_accounts(tmp_db)
-    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, whatsapp_pair_interval_seconds=0.02, console_secret=SECRET,
-                     console_poll_seconds=0.2)
-
-
-@pytest.fixture
-def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
-    with fresh_page(browser, console.url) as opened:
-        yield opened
+    return start_console(start_app, tmp_db, graph, llm, whatsapp_pair_interval_seconds=0.02)
 
 
 def rest_contact(app: RunningApp, user_key: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ updated live); the 24 h window shown and an approved template sent from the conv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import re
 import time
 from typing import Any
@@ -11,8 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import DEMO, EMPRENDEMY, RunningApp
-from tests.console_support import SECRET, add_accounts, chromium, fresh_page
+from tests.conftest import DEMO, RunningApp
+from tests.console_support import fresh_page, start_console
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.support import text_delivery, wait_for
@@ -20,25 +19,10 @@ from tests.test_console_browser import answered, log_in, write
 from tests.test_templates import TEMPLATES, TWO_DAYS
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
-    add_accounts(tmp_db)
     graph.templates[DEMO.waba_id] = [dict(item) for item in TEMPLATES]
-    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, whatsapp_pair_interval_seconds=0.02, console_secret=SECRET,
-                     console_poll_seconds=0.2)
-
-
-@pytest.fixture
-def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
-    with fresh_page(browser, console.url) as opened:
-        yield opened
+    return start_console(start_app, tmp_db, graph, llm, whatsapp_pair_interval_seconds=0.02)
 
 
 def item(page: Page, name: str) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from core.console import i18n
 from core.console.i18n import SPANISH, Translator, negotiate
-from tests.conftest import DEMO, EMPRENDEMY, RunningApp
-from tests.console_support import SECRET, add_accounts, chromium
+from tests.conftest import DEMO, RunningApp
+from tests.console_support import start_console
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.test_console_browser import answered, log_in
@@ -59,17 +58,9 @@ def test_the_language_is_the_accounts_choice_else_the_browsers_most_wanted():
     assert Translator("en")("Write to {name}", name="Ana") == "Write to Ana"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
-    add_accounts(tmp_db)
-    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, console_secret=SECRET, console_poll_seconds=0.2)
+    return start_console(start_app, tmp_db, graph, llm)
 
 
 def spanish_page(browser: Browser, console: RunningApp) -> Any:

@@ -7,20 +7,19 @@ import asyncio
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.storage.media import SupabaseMediaArchive
-from tests.conftest import DEMO, EMPRENDEMY, RunningApp
-from tests.console_support import SECRET, add_accounts, chromium, fresh_page
+from tests.conftest import DEMO, RunningApp
+from tests.console_support import start_console
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import serve
@@ -43,24 +42,9 @@ PNG = _png()
 WA_ID = "5491100000020"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, tmp_path: Any, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
-    add_accounts(tmp_db)
-    return start_app({**DEMO.env(), **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, console_secret=SECRET, console_poll_seconds=0.2,
-                     media_archive_dir=tmp_path / "archive")
-
-
-@pytest.fixture
-def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
-    with fresh_page(browser, console.url) as opened:
-        yield opened
+    return start_console(start_app, tmp_db, graph, llm, media_archive_dir=tmp_path / "archive")
 
 
 def send_photo_and_voice_note(app: RunningApp, graph: FakeGraph) -> tuple[int, dict[str, int]]:

@@ -6,42 +6,26 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.conftest import DEMO, EMPRENDEMY, RunningApp
+from tests.conftest import DEMO, RunningApp
+from tests.console_support import start_console
 from tests.fakes.graph import FakeGraph
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support import text_delivery, wait_for
-from tests.console_support import SECRET, add_accounts, chromium, fresh_page
 from tests.test_console_browser import log_in
 
 EDITED = "Sos un asistente de prueba: respondé siempre con una rima."
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def console(start_app: Any, tmp_db: str, graph: FakeGraph, llm: FakeOpenAI) -> RunningApp:
     """demo in sandbox mode (no access token; a real number and app secret too), emprendemy live."""
-    add_accounts(tmp_db)
-    sandbox_demo = {key: value for key, value in DEMO.env().items() if key != "DEMO_ACCESS_TOKEN"}
-    return start_app({**sandbox_demo, **EMPRENDEMY.env()}, openai_api_key="sk-test", openai_base_url=llm.url,
-                     whatsapp_api_base_url=graph.url, console_secret=SECRET, console_poll_seconds=0.2)
-
-
-@pytest.fixture
-def page(browser: Browser, console: RunningApp) -> Iterator[Page]:
-    with fresh_page(browser, console.url) as opened:
-        yield opened
+    return start_console(start_app, tmp_db, graph, llm, sandbox_demo=True)
 
 
 def system_prompts(llm: FakeOpenAI) -> list[str]:
