@@ -21,12 +21,10 @@ def add_dashboard_routes(router: APIRouter, pages: Pages) -> None:
 
     @router.get("/c/{client_name}/dashboard")
     async def dashboard(request: Request, services: ServicesDep, client_name: ClientName) -> Response:
-        session = await pages.cookies.read(request, services.store)
-        if session is None:
-            return pages.to_login()
-        client = pages.visible(services, session, client_name)
-        if client is None:
-            return pages.refuse(request, session, 404, f"No client {client_name} here.")
+        admitted = await pages.admit(request, services, client_name)
+        if not isinstance(admitted, tuple):
+            return admitted
+        session, client = admitted
         context = {"session": session, "client": client.name, "clients": pages.clients_of(services, session),
                    "section": "dashboard", "can_act": session.user.can_act,
                    "periods": await periods(services.store, services.prices, client, services.clock.now()),
@@ -37,16 +35,11 @@ def add_dashboard_routes(router: APIRouter, pages: Pages) -> None:
     async def switch(request: Request, services: ServicesDep, client_name: ClientName,
                      csrf: Annotated[str, Form(max_length=200)] = "",
                      enabled: Annotated[bool | None, Form()] = None) -> Response:
-        session = await pages.cookies.read(request, services.store)
-        if session is None:
-            return pages.to_login()
-        client = pages.visible(services, session, client_name)
-        if client is None:
-            return pages.refuse(request, session, 404, f"No client {client_name} here.")
-        if not session.csrf_ok(csrf):
-            return pages.refuse(request, session, 403, "The form expired; reload the page and try again.")
-        if not session.user.can_act:
-            return pages.refuse(request, session, 403, "This account can read the dashboard but not switch the bot.")
+        admitted = await pages.admit(request, services, client_name,
+                                     csrf=csrf, acting="This account can read the dashboard but not switch the bot.")
+        if not isinstance(admitted, tuple):
+            return admitted
+        session, client = admitted
         if enabled is None:
             return pages.refuse(request, session, 422, "Say whether the bot is to be on or off (enabled=true|false).")
         stored = await services.store.set_bot_enabled(client.name, enabled, services.clock.now())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from core.clients import Client
@@ -32,6 +32,22 @@ class Pages:
     def refuse(self, request: Request, session: Session | None, status_code: int, reason: str) -> HTMLResponse:
         return self.page(request, "error.html", {"session": session, "status": status_code, "reason": reason},
                          status_code)
+
+    async def admit(self, request: Request, services: Services, client_name: str, *, csrf: str | None = None,
+                    acting: str | None = None) -> tuple[Session, Client] | Response:
+        """The session and the client it may see, or the answer refusing them: the login page without a session, 404
+        for a client it may not see, 403 for an expired form (`csrf` given) or, given `acting` (the reason), a viewer."""
+        session = await self.cookies.read(request, services.store)
+        if session is None:
+            return self.to_login()
+        client = self.visible(services, session, client_name)
+        if client is None:
+            return self.refuse(request, session, 404, f"No client {client_name} here.")
+        if csrf is not None and not session.csrf_ok(csrf):
+            return self.refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if acting is not None and not session.user.can_act:
+            return self.refuse(request, session, 403, acting)
+        return session, client
 
     @staticmethod
     def to_login() -> RedirectResponse:

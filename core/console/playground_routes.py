@@ -27,14 +27,11 @@ def add_playground_routes(router: APIRouter, pages: Pages) -> None:
     @router.get("/c/{client_name}/playground")
     async def playground(request: Request, services: ServicesDep, client_name: ClientName,
                          fragment: bool = False) -> Response:
-        session = await pages.cookies.read(request, services.store)
-        if session is None:
-            return pages.to_login()
-        client = pages.visible(services, session, client_name)
-        if client is None:
-            return pages.refuse(request, session, 404, f"No client {client_name} here.")
-        if not session.user.can_act:
-            return pages.refuse(request, session, 403, "The playground is for operators and admins.")
+        admitted = await pages.admit(request, services, client_name,
+                                     acting="The playground is for operators and admins.")
+        if not isinstance(admitted, tuple):
+            return admitted
+        session, client = admitted
         return await _page(request, pages, services, session, client, "_playground.html" if fragment
                            else "playground.html")
 
@@ -43,16 +40,11 @@ def add_playground_routes(router: APIRouter, pages: Pages) -> None:
                    csrf: Annotated[str, Form(max_length=200)] = "",
                    text: Annotated[str, Form(max_length=4096)] = "",
                    prompt: Annotated[str, Form(max_length=50_000)] = "") -> Response:
-        session = await pages.cookies.read(request, services.store)
-        if session is None:
-            return pages.to_login()
-        client = pages.visible(services, session, client_name)
-        if client is None:
-            return pages.refuse(request, session, 404, f"No client {client_name} here.")
-        if not session.csrf_ok(csrf):
-            return pages.refuse(request, session, 403, "The form expired; reload the page and try again.")
-        if not session.user.can_act:
-            return pages.refuse(request, session, 403, "The playground is for operators and admins.")
+        admitted = await pages.admit(request, services, client_name,
+                                     csrf=csrf, acting="The playground is for operators and admins.")
+        if not isinstance(admitted, tuple):
+            return admitted
+        session, client = admitted
         secret = services.sandbox_secret
         if client.send_mode != "sandbox" or secret is None:
             return await _page(request, pages, services, session, client, "playground.html",

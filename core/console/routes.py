@@ -7,15 +7,14 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from core.clients import Client
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.console.admin_routes import add_admin_routes
@@ -23,7 +22,7 @@ from core.console.contact_routes import add_contact_routes
 from core.console.dashboard_routes import add_dashboard_routes
 from core.console.i18n import LANGUAGES
 from core.console.media_routes import add_media_routes
-from core.console.pages import Pages, with_language
+from core.console.pages import Pages
 from core.console.passwords import check_password_async
 from core.console.playground_routes import add_playground_routes
 from core.console.session import LoginLimiter, Session, SessionCookies
@@ -60,30 +59,11 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     router = APIRouter()
     templates = Jinja2Templates(directory=HERE / "templates")
     cookies = SessionCookies(settings, clock)
-    add_playground_routes(router, Pages(templates, cookies))
-    add_dashboard_routes(router, Pages(templates, cookies))
-    add_admin_routes(router, Pages(templates, cookies))
-    add_media_routes(router, Pages(templates, cookies))
-    add_contact_routes(router, Pages(templates, cookies))
-
-    def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-        response = templates.TemplateResponse(request, name, with_language(request, context), status_code=status_code)
-        # Pages show private conversations: never from a shared cache, never inside another site's frame.
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
-        return response
-
-    def refuse(request: Request, session: Session | None, status_code: int, reason: str) -> HTMLResponse:
-        return page(request, "error.html", {"session": session, "status": status_code, "reason": reason}, status_code)
-
-    def to_login() -> RedirectResponse:
-        return RedirectResponse("/console/login", status_code=303)
-
-    def visible(services: Services, session: Session, name: str) -> Client | None:
-        """The client when this account may see it; None is answered 404, as for a client that does not exist."""
-        client = services.registry.get(name)
-        return client if client is not None and session.user.sees(name) else None
+    pages = Pages(templates, cookies)
+    for add_routes in (add_playground_routes, add_dashboard_routes, add_admin_routes, add_media_routes,
+                       add_contact_routes):
+        add_routes(router, pages)
+    page, refuse, to_login, visible = pages.page, pages.refuse, pages.to_login, pages.visible
 
     @router.get("")
     @router.get("/")
@@ -91,7 +71,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         session = await cookies.read(request, services.store)
         if session is None:
             return to_login()
-        names = _clients_of(services, session)
+        names = pages.clients_of(services, session)
         if not names:
             return refuse(request, session, 404, "This account's client is not served here.")
         return RedirectResponse(f"/console/c/{names[0]}", status_code=303)
@@ -173,12 +153,10 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
                     filter: Filter = "all", q: Annotated[str, Query(max_length=200)] = "",
                     page_number: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
                     fragment: bool = False) -> Response:
-        session = await cookies.read(request, services.store)
-        if session is None:
-            return to_login()
-        client = visible(services, session, client_name)
-        if client is None:
-            return refuse(request, session, 404, f"No client {client_name} here.")
+        admitted = await pages.admit(request, services, client_name)
+        if not isinstance(admitted, tuple):
+            return admitted
+        session, client = admitted
         now = services.clock.now()
         query = ConversationQuery(needs_attention=True if filter == "attention" else None,
                                   mode="human" if filter == "human" else None, text=q.strip() or None,
@@ -190,7 +168,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         tags = await services.store.tags_of(client.name, [item.conversation.user_key for item in items])
         base = {"filter": filter, "q": q}
         context = {
-            "session": session, "client": client.name, "clients": _clients_of(services, session), "items": items,
+            "session": session, "client": client.name, "clients": pages.clients_of(services, session), "items": items,
             "filter": filter, "q": q, "page": page_number, "labels": STATE_LABELS, "unread": unread, "tags": tags,
             "previous": f"?{urlencode({**base, 'page': page_number - 1})}" if page_number > 1 else None,
             "next": f"?{urlencode({**base, 'page': page_number + 1})}" if len(found) > PAGE_SIZE else None,
@@ -223,7 +201,7 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
         now = services.clock.now()
         approved = await approved_templates(services.store, client.name) \
             if session.user.can_act and template == "conversation.html" else []
-        context = {"session": session, "client": client.name, "clients": _clients_of(services, session),
+        context = {"session": session, "client": client.name, "clients": pages.clients_of(services, session),
                    "item": inbox_item(found, now), "bubbles": bubbles(messages, internal=admin),
                    "admin": admin, "can_act": session.user.can_act, "error": error,
                    "window": window_of(found, now), "now": now, "templates": approved, "choice_of": choice_of,
@@ -344,8 +322,3 @@ async def _changes(request: Request, services: Services, client: str) -> AsyncIt
         elif loop.time() - last_sent > HEARTBEAT_SECONDS:
             last_sent = loop.time()
             yield ": still here\n\n"
-
-
-def _clients_of(services: Services, session: Session) -> list[str]:
-    return [client.name for client in services.registry if session.user.sees(client.name)]
-
