@@ -36,7 +36,6 @@ from core.services import open_store
 from core.storage.base import Store
 from core.storage.records import Debounce, NewMessage
 from core.webhook.events import InboundMessage, parse_events
-from core.webhook.payloads import WebhookPayload
 from tests.processes import free_port, server_process
 from tests.support import text_delivery
 
@@ -49,7 +48,7 @@ CHUNK = 500  # conversations claimed and answered per round while seeding
 def inbound(user: str, text: str, n: int = 0) -> InboundMessage:
     delivery = text_delivery(WABA_ID, PHONE_NUMBER_ID, user, text, name=f"Persona {user[-5:]}",
                              wamid=f"wamid.CONSOLE.{user}.{n}")
-    [event] = parse_events(WebhookPayload.model_validate(delivery))
+    [event] = parse_events(delivery)
     assert isinstance(event, InboundMessage)
     return event
 

@@ -40,7 +40,6 @@ from core.services import open_store
 from core.storage.base import Store
 from core.storage.records import Debounce, NewMessage
 from core.webhook.events import InboundMessage, parse_events
-from core.webhook.payloads import WebhookPayload
 from tests.postgres import run_async
 from tests.processes import free_port, server_process
 from tests.support import load_delivery, text_delivery
@@ -68,7 +67,7 @@ class Check:
 def inbound(user: str) -> InboundMessage:
     """The message that opens a person's conversation, parsed as the webhook parses it."""
     delivery = text_delivery(WABA_ID, PHONE_NUMBER_ID, user, "¿Hay promociones?", wamid=f"wamid.STORMIN.{user}")
-    [event] = parse_events(WebhookPayload.model_validate(delivery))
+    [event] = parse_events(delivery)
     assert isinstance(event, InboundMessage)
     return event
 

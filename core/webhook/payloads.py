@@ -181,19 +181,3 @@ class MessagesValue(_Tolerant):
     messages: list[Message] = Field(default_factory=list)
     statuses: list[Status] = Field(default_factory=list)
     errors: list[GraphError] = Field(default_factory=list)
-
-
-class Change(_Tolerant):
-    field: str = ""
-    value: dict[str, Any] = Field(default_factory=dict)
-
-
-class Entry(_Tolerant):
-    id: str = ""
-    changes: list[Change] = Field(default_factory=list)
-    time: int | None = None
-
-
-class WebhookPayload(_Tolerant):
-    object: str = ""
-    entry: list[Entry] = Field(default_factory=list)
