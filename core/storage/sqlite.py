@@ -9,14 +9,15 @@ failing write fails. Every caller returns only after the commit that holds its w
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from core.storage.base import StoreUnavailable
 from core.storage.sql import Body, Json, Row, iso, json_text, json_value
@@ -122,24 +123,40 @@ def _unavailable(error: sqlite3.OperationalError) -> StoreUnavailable:
     return unavailable
 
 
+class _Job(NamedTuple):
+    """Work for the database thread: a write (grouped with its neighbours), a read, or a call (connect, disconnect)."""
+
+    kind: str  # WRITE, READ or CALL
+    work: Any  # a transaction body, or a plain callable for CALL
+    future: asyncio.Future[Any]
+
+
+WRITE, READ, CALL = "write", "read", "call"
+
+
 class SQLiteDatabase:
-    """A SQLite file in WAL mode; safe for several processes sharing the file."""
+    """A SQLite file in WAL mode; safe for several processes sharing the file.
+
+    One thread of its own owns the connection and takes its work from a queue: everything queued when it looks is
+    run in order, consecutive writes in one transaction. It starts the next group as soon as one commits and hands
+    the results to the event loop in one call per group: it never waits for the loop, which, under a burst of
+    acknowledgements, is busy reading the next requests (going back to the loop between groups cost a third of the
+    writer's time)."""
 
     dialect = DIALECT
 
     def __init__(self, path: Path, *, busy_timeout: float = 30.0, wal_bytes: int = DEFAULT_WAL_BYTES) -> None:
         self._path = path
         self._busy_timeout = busy_timeout  # how long a write waits for another process's write lock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
-        self._queue: list[tuple[Body[Any], asyncio.Future[Any]]] = []
-        self._writer: asyncio.Task[None] | None = None
         self.commits = 0  # transactions committed, and the writes they held: how well writes are grouped
         self.writes = 0
         self.checkpointer = Checkpointer(path, wal_bytes=wal_bytes)
 
     async def open(self) -> None:
-        def connect() -> sqlite3.Connection:
+        def connect() -> None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
                                  timeout=self._busy_timeout)
@@ -157,56 +174,89 @@ class SQLiteDatabase:
             # Columns first: the schema's indexes may name a column an older file's table lacks.
             _add_missing_columns(db)
             db.executescript(SCHEMA)
-            return db
+            self._db = db
 
-        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+        self._thread.start()
+        await self._submit(CALL, connect)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
-        self._executor.shutdown(wait=True)
-        await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.close)
+        thread, loop = self._thread, asyncio.get_running_loop()
+        if thread is not None:
+            await self._submit(CALL, self._disconnect)  # after everything queued before it
+            self._jobs.put(None)
+            await loop.run_in_executor(None, thread.join)
+            self._thread = None
+        await loop.run_in_executor(None, self.checkpointer.close)
 
     async def read(self, body: Body[T]) -> T:
-        def run() -> T:
-            try:
-                return _complete(body(_Tx(self._connection())))
-            except sqlite3.OperationalError as error:
-                raise _unavailable(error) from error
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._submit(READ, body)  # type: ignore[no-any-return]
 
     async def write(self, body: Body[T], *, order: str | None = None) -> T:
         # Every write is grouped here (one writer serialises them anyway), so `order` changes nothing.
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((body, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="sqlite-writer")
-        return await future
+        return await self._submit(WRITE, body)  # type: ignore[no-any-return]
+
+    def _submit(self, kind: str, work: Any) -> asyncio.Future[Any]:
+        if self._thread is None:
+            raise StoreUnavailable("SQLite: the store is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job(kind, work, future))
+        return future
 
     def _connection(self) -> sqlite3.Connection:
         assert self._db is not None, "store is not open"
         return self._db
 
-    async def _drain(self) -> None:
-        """Commit what is queued, group after group, until nothing is."""
-        loop = asyncio.get_running_loop()
-        while self._queue:
-            group = [(body, future) for body, future in self._queue if not future.cancelled()]
-            self._queue = []
-            if not group:
-                continue
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+    def _serve(self) -> None:
+        """The database thread: take everything queued, run it in order (consecutive writes as one group), hand
+        the outcomes back; until close() queues None."""
+        while True:
+            jobs = [self._jobs.get()]
+            while not self._jobs.empty():
+                jobs.append(self._jobs.get_nowait())
+            stop = None in jobs
+            settled: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            group: list[_Job] = []
+            for job in jobs:
+                if job is not None and job.kind == WRITE:
+                    if not job.future.cancelled():
+                        group.append(job)
+                    continue
+                self._run_group(group, settled)
+                group = []
+                if job is not None:
+                    settled.append((job.future, *self._run_one(job)))
+            self._run_group(group, settled)
+            if settled:
+                try:
+                    settled[0][0].get_loop().call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # the loop is closed: nobody waits for these any more
+                    pass
+            if stop:
+                return
+
+    def _run_group(self, group: list[_Job], settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        if group:
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._commit, [body for body, _ in group])
-            except asyncio.CancelledError:
-                _settle(group, [(False, StoreUnavailable("SQLite: the writer was stopped mid-commit"))] * len(group))
-                raise
-            except Exception as error:  # the thread itself failed: no write of the group is known to hold
+                outcomes = self._commit([job.work for job in group])
+            except Exception as error:  # never reached by a write's own failure: those are outcomes
                 outcomes = [(False, error)] * len(group)
-            _settle(group, outcomes)
+            settled.extend((job.future, done, value) for job, (done, value) in zip(group, outcomes, strict=True))
+
+    def _run_one(self, job: _Job) -> tuple[bool, Any]:
+        try:
+            if job.kind == CALL:
+                return True, job.work()
+            return True, _complete(job.work(_Tx(self._connection())))
+        except sqlite3.OperationalError as error:
+            return False, _unavailable(error)
+        except Exception as error:
+            return False, error
 
     def _commit(self, bodies: list[Body[Any]]) -> list[tuple[bool, Any]]:
         """One transaction for the group; if one write fails, each is run alone, so only a failing one fails."""
@@ -245,8 +295,9 @@ class SQLiteDatabase:
         return result
 
 
-def _settle(group: list[tuple[Body[Any], asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]]) -> None:
-    for (_, future), (done, value) in zip(group, outcomes, strict=True):
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """On the event loop: each caller's result or exception (a caller that gave up is skipped)."""
+    for future, done, value in outcomes:
         if future.cancelled():
             continue
         if done:
