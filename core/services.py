@@ -28,6 +28,7 @@ from core.conversation.takeover import release_idle_takeovers
 from core.llm.agent import Agent, OfflineResponder, OpenAIAgent
 from core.metrics import UNROUTED, Metrics
 from core.llm.bounds import TurnBounds
+from core.conversation.loop_lag import TurnWindow
 from core.llm.concurrency import AdaptiveLimiter
 from core.llm.ratelimit import ModelEndpoints
 from core.llm.transcription import OpenAITranscriber
@@ -191,7 +192,8 @@ async def run_services(settings: Settings, registry: ClientRegistry,
                               poll_seconds=settings.scheduler_poll_seconds, concurrency=settings.scheduler_concurrency,
                               client_cap=settings.client_concurrency, held_back=held_back(registry, limiter),
                               housekeeping=housekeeping,
-                              housekeeping_seconds=settings.housekeeping_seconds, effects=effects.kick, owner=owner)
+                              housekeeping_seconds=settings.housekeeping_seconds, effects=effects.kick, owner=owner,
+                              window=TurnWindow(settings.scheduler_concurrency))
         if limiter is not None:
             limiter.set_listener(scheduler.nudge)  # room again at the model: start the turns left in the store
         templates.start()  # in the background: startup never waits on the Graph API

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
+from core.conversation.loop_lag import TurnWindow, watch_lag
 from core.storage.base import ClaimStore
 from core.clock import Clock
 from core.storage.records import Claim
@@ -36,13 +37,16 @@ class Scheduler:
                  poll_seconds: float, concurrency: int, client_cap: int | None = None,
                  held_back: Callable[[], Collection[str]] | None = None,
                  housekeeping: Callable[[], Awaitable[None]] | None = None, housekeeping_seconds: float = 30.0,
-                 effects: Callable[[], None] | None = None, owner: str | None = None) -> None:
+                 effects: Callable[[], None] | None = None, owner: str | None = None,
+                 window: TurnWindow | None = None) -> None:
         self._store = store
         self._process = process
         self._clock = clock
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_seconds
         self._concurrency = concurrency
+        self._window = window  # when given, turns start only while the event loop keeps up (loop_lag.py)
+        self._watch: asyncio.Task[None] | None = None
         self._client_cap = client_cap
         self._held_back = held_back
         self._housekeeping = housekeeping
@@ -75,8 +79,17 @@ class Scheduler:
         if due_at is None or due_at < self._next_wake:
             self._wake.set()
 
+    @property
+    def capacity(self) -> int:
+        """Turns that may run at once now: the concurrency, or less while the event loop falls behind."""
+        return self._window.limit if self._window is not None else self._concurrency
+
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+        if self._window is not None:
+            self._watch = asyncio.create_task(
+                watch_lag(self._window, lambda: len(self._running), self._wake.set, lambda: self._stopping),
+                name="scheduler-loop-lag")
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming, let running turns finish for `grace_seconds`, then cancel them (their leases are released)."""
@@ -84,6 +97,8 @@ class Scheduler:
         self._wake.set()  # (a scheduler never started has no loop and nothing running: stopping is a no-op)
         if self._loop_task is not None:
             await self._loop_task
+        if self._watch is not None:
+            self._watch.cancel()
         if self._running:
             _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
             for task in pending:
@@ -123,12 +138,12 @@ class Scheduler:
     async def _claim_and_start(self) -> None:
         """One turn per waiting client below the share it would have if one more waited; then each up to its fair
         share among the clients now known; then, if slots are still free, anyone's. A few claims per pass."""
-        if self._concurrency - len(self._running) <= 0:
+        if self.capacity - len(self._running) <= 0:
             return
         counts = Counter(self._running.values())
         blocked = set(self._held_back() if self._held_back is not None else ())
         # 1. Others first: without it, the client holding every slot would take each freed one (its work is due first).
-        share = max(1, self._concurrency // (len(counts) + 1))
+        share = max(1, self.capacity // (len(counts) + 1))
         over = {client for client, count in counts.items() if count >= share}
         leased, _ = await self._claim(counts, blocked | over, per_client=1, share=share)
         if not leased and not over - blocked:
@@ -136,7 +151,7 @@ class Scheduler:
         # 2. The fair share among the clients known to want slots (round 1 found every waiting client not over it).
         #    A claim is capped per client, not counting running turns: one over the share is given back, and the
         #    round is repeated so that the slot goes to a client still below it.
-        share = max(1, self._concurrency // len(counts)) if counts else self._concurrency
+        share = max(1, self.capacity // len(counts)) if counts else self.capacity
         room = min(share, self._client_cap or share)
         while below := [count for client, count in counts.items() if count < room and client not in blocked]:
             at_share = {client for client, count in counts.items() if count >= share}
@@ -151,7 +166,7 @@ class Scheduler:
                      share: int | None) -> tuple[int, int]:
         """Claim up to the free slots and start each claim within `share` and the cap (the others are given back);
         returns how many the store leased and how many were given back."""
-        free = self._concurrency - len(self._running)
+        free = self.capacity - len(self._running)
         if free <= 0:
             return 0, 0
         if self._client_cap is not None:
@@ -159,7 +174,7 @@ class Scheduler:
         caps = [limit for limit in (per_client, self._client_cap) if limit is not None]
         claims = await self._store.claim_due(self.owner, self._clock.now(), self._lease_seconds, free, sorted(exclude),
                                              min([free, *caps]))
-        limit = min(share or self._concurrency, self._client_cap or self._concurrency)
+        limit = min(share or self.capacity, self._client_cap or self.capacity)
         given_back = 0
         for claim in claims:
             client = claim.conversation.client
@@ -178,7 +193,7 @@ class Scheduler:
         self._wake.set()  # a slot is free, and the conversation may have more waiting
 
     async def _delay_until_next(self) -> float:
-        if len(self._running) >= self._concurrency:
+        if len(self._running) >= self.capacity:
             return self._poll_seconds
         due = await self._store.next_due_at()
         if due is None:
