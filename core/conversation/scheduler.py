@@ -18,6 +18,8 @@ from core.storage.records import Claim
 
 log = logging.getLogger("core.scheduler")
 
+NEVER = datetime.max.replace(tzinfo=UTC)
+
 
 def new_owner_id() -> str:
     """A name for this processor that is unique across processes and dynos."""
@@ -56,7 +58,9 @@ class Scheduler:
         self._effects_due = 0.0
         self.owner = owner or new_owner_id()
         self._wake = asyncio.Event()
-        self._next_wake = datetime.max.replace(tzinfo=UTC)  # while awake, every nudge counts
+        self._next_wake = NEVER  # while asleep: when it wakes anyway (a nudge due later changes nothing)
+        self._awake = False
+        self._nudged = NEVER  # while awake: the earliest due time a nudge named during the pass
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[asyncio.Task[None], str] = {}
@@ -76,7 +80,14 @@ class Scheduler:
 
     def nudge(self, due_at: datetime | None = None) -> None:
         """Something may be due sooner than planned (a new message): look again, unless already waking by then."""
-        if due_at is None or due_at < self._next_wake:
+        if due_at is None:
+            self._wake.set()
+        elif self._awake:
+            # The pass may have read the next due time before this message was stored: decided when it ends.
+            # Waking for every nudge instead kept a scheduler under a burst of acknowledgements passing
+            # (a claim and a read each) dozens of times a second.
+            self._nudged = min(self._nudged, due_at)
+        elif due_at < self._next_wake:
             self._wake.set()
 
     @property
@@ -107,6 +118,7 @@ class Scheduler:
                 await asyncio.wait(pending)
 
     async def _loop(self) -> None:
+        self._awake = True
         while not self._stopping:
             self._last_pass = asyncio.get_running_loop().time()
             try:
@@ -118,12 +130,15 @@ class Scheduler:
                 delay = self._poll_seconds
             # Under a burst of webhooks this spares a store round trip per message: the planned wake covers them.
             self._next_wake = self._clock.now() + timedelta(seconds=delay)
+            self._awake = False
+            if self._nudged < self._next_wake:
+                self._wake.set()  # a message stored during the pass is due before the planned wake
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
                 pass
             self._wake.clear()
-            self._next_wake = datetime.max.replace(tzinfo=UTC)
+            self._awake, self._nudged = True, NEVER
 
     async def _tidy(self) -> None:
         """Periodic work that is nobody's turn: effects due (retries, a dead process's), idle takeovers."""

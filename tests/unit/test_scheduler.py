@@ -245,6 +245,29 @@ class TestWaking:
             await eventually(lambda: turns.finished == [arrived], timeout=0.3)
 
 
+    async def test_nudges_during_a_pass_due_after_its_planned_wake_cost_no_second_pass(self, store: MemoryStore,
+                                                                                    clock: ManualClock) -> None:
+        # Under a burst of acknowledgements every delivery nudges; a pass in progress must not turn each into
+        # another pass (a claim and a read), only those due before it would wake anyway.
+        reading = asyncio.Event()
+        go_on = asyncio.Event()
+
+        async def slow_next_due() -> datetime | None:
+            reading.set()
+            await go_on.wait()
+            return await MemoryStore.next_due_at(store)
+
+        store.next_due_at = slow_next_due
+        async with running(make_scheduler(store, Turns(store), clock, poll_seconds=30)) as scheduler:
+            await asyncio.wait_for(reading.wait(), 1)
+            for seconds in (31, 40, 60):  # due after the pass's planned wake (the poll interval, 30 s)
+                scheduler.nudge(T0 + timedelta(seconds=seconds))
+            go_on.set()
+            await asleep(store)
+            await settle()
+            assert store.next_due_calls == 1
+
+
 class TestStop:
     async def test_a_running_turn_may_finish_within_the_grace(self, store: MemoryStore, clock: ManualClock) -> None:
         [only] = due(store, 1)
