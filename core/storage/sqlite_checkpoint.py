@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,21 +31,23 @@ class Checkpointer:
         self._db: sqlite3.Connection | None = None
         self._running: Future[None] | None = None
         self._writes = 0
+        self._lock = threading.Lock()
         self.checkpoints = 0
 
     def committed(self, writes: int) -> None:
-        """Called by the writer after each commit (of `writes` writes): starts a checkpoint when the log has grown
+        """Called by a writer after each commit (of `writes` writes): starts a checkpoint when the log has grown
         long enough."""
-        self._writes += writes
-        if self._writes < _CHECK_EVERY_WRITES or not self.idle:
-            return
-        self._writes = 0
-        try:
-            size = self._wal.stat().st_size
-        except OSError:
-            return
-        if size >= self._wal_bytes:
-            self._running = self._executor.submit(self._checkpoint)
+        with self._lock:  # both writers' threads (the event loop's and the database's) call it
+            self._writes += writes
+            if self._writes < _CHECK_EVERY_WRITES or not self.idle:
+                return
+            self._writes = 0
+            try:
+                size = self._wal.stat().st_size
+            except OSError:
+                return
+            if size >= self._wal_bytes:
+                self._running = self._executor.submit(self._checkpoint)
 
     @property
     def idle(self) -> bool:

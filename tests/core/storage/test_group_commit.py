@@ -123,6 +123,33 @@ async def test_a_locked_file_is_reported_unavailable_to_every_write_of_the_group
         await store.close()
 
 
+
+async def test_acknowledgements_wait_for_a_lock_another_process_holds_and_then_all_commit(tmp_path: Path) -> None:
+    # The event loop's connection never waits for the write lock; its group goes to the database's thread,
+    # which waits (busy_timeout), so a lock held for a moment delays acknowledgements and fails none.
+    import sqlite3
+
+    store = SQLiteStore(tmp_path / "store.db", busy_timeout=30)
+    await store.open()
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        writes = [asyncio.create_task(store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW)) for n in range(5)]
+        await asyncio.sleep(0.2)  # the lock is held: none can have committed
+        assert not any(write.done() for write in writes)
+        more = [asyncio.create_task(store.record_inbound("demo", inbound(n), Debounce(3, 15), NOW))
+                for n in range(5, 8)]  # queued behind the handed-over ones, not ahead of them
+        other.execute("ROLLBACK")
+        results = await asyncio.wait_for(asyncio.gather(*writes, *more), 30)
+        assert all(result.is_new for result in results)
+        assert (await store.record_inbound("demo", inbound(9), Debounce(3, 15), NOW)).is_new  # back on the loop
+        for n in (0, 7, 9):
+            assert await store.find_conversation("demo", "2001", f"54911555{n:05d}") is not None
+    finally:
+        other.close()
+        await store.close()
+
+
 async def test_the_log_is_checkpointed_off_the_writer_and_stays_short(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "store.db", wal_bytes=256 * 1024)
     await store.open()
