@@ -14,6 +14,7 @@ import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -135,6 +136,12 @@ class _Job(NamedTuple):
 WRITE, READ, CALL = "write", "read", "call"
 
 
+# After a connection found another process writing, how long acknowledgements go through the thread (which leaves
+# the lock free a moment after each group): with one process on the file (the default), they never do.
+SHARED_FILE_SECONDS = 60.0
+SHARED_GAP_SECONDS = 0.001  # meanwhile, how long the thread leaves the lock free after each group
+
+
 class _Busy(Exception):
     """The event loop's connection found the file's write lock taken (it never waits for it)."""
 
@@ -147,10 +154,11 @@ class SQLiteDatabase:
     poor place for them: a thread takes the GIL back after each SQLite call, and under a burst of deliveries the
     loop, parsing the next requests, held it; the writer spent ~60 of its ~95 us per acknowledgement waiting
     (measured: one worker acknowledged ~14 % more on the loop's thread). That connection never waits for the write
-    lock: when another process, or this process's own thread, holds it, the group goes to the thread, which waits
-    for it (up to `busy_timeout`), and so do the acknowledgements after it until the thread has caught up.
+    lock: when this process's own thread holds it, the group goes to the thread, and so do the acknowledgements
+    after it until the thread has caught up; when another process holds it, acknowledgements go through the thread
+    for a while (SHARED_FILE_SECONDS), which waits for the lock (up to `busy_timeout`) taking turns with them.
 
-    Everything else (reads, turns, retention's batches...) runs on one thread of its own with its own connection,
+    Everything else (reads, turns, retention's batches...) runs on one thread of its own with its own connections,
     from a queue: everything queued when it looks runs in order, consecutive writes in one transaction, and the
     results go back to the loop in one call per group."""
 
@@ -162,9 +170,13 @@ class SQLiteDatabase:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None  # the thread's
+        self._write_db: sqlite3.Connection | None = None  # the thread's, for writes (its busy waits are ours)
         self._loop_db: sqlite3.Connection | None = None  # the event loop's, for acknowledgements
         self._acks: list[tuple[Body[Any], asyncio.Future[Any]]] = []  # queued for the loop's next turn
         self._handed_over = 0  # acknowledgements sent to the thread (the lock was taken) and not yet committed
+        # Held by whichever of this process's connections is writing: the loop's never waits for the thread's.
+        self._writing = threading.Lock()
+        self._shared_until = 0.0  # time.monotonic() until which another process is taken to write to the file too
         self.commits = 0  # transactions committed, and the writes they held: how well writes are grouped
         self.writes = 0
         self.checkpointer = Checkpointer(path, wal_bytes=wal_bytes)
@@ -178,7 +190,8 @@ class SQLiteDatabase:
             _add_missing_columns(db)
             db.executescript(SCHEMA)
             self._db = db
-            self._loop_db = _connect(self._path, 0)  # used from the loop's thread; it never waits for the lock
+            self._write_db = _connect(self._path, 0)
+            self._loop_db = _connect(self._path, 0)  # used from the loop's thread
 
         self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
         self._thread.start()
@@ -199,12 +212,13 @@ class SQLiteDatabase:
         return await self._submit(READ, body)  # type: ignore[no-any-return]
 
     async def write(self, body: Body[T], *, order: str | None = None) -> T:
-        if order is None or self._loop_db is None or self._handed_over:
+        loop = asyncio.get_running_loop()
+        if order is None or self._loop_db is None or self._handed_over or time.monotonic() < self._shared_until:
             return await self._submit(WRITE, body)  # type: ignore[no-any-return]
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = loop.create_future()
         self._acks.append((body, future))
         if len(self._acks) == 1:
-            asyncio.get_running_loop().call_soon(self._commit_acks)
+            loop.call_soon(self._commit_acks)
         return await future
 
     def _submit(self, kind: str, work: Any) -> asyncio.Future[Any]:
@@ -223,12 +237,23 @@ class SQLiteDatabase:
         if not group:
             return
         if db is None:  # closed meanwhile
-            outcomes: list[tuple[bool, Any]] = [(False, StoreUnavailable("SQLite: the store is closed"))] * len(group)
-        else:
+            _settle([(future, False, StoreUnavailable("SQLite: the store is closed")) for _, future in group])
+            return
+        if not self._writing.acquire(blocking=False):  # this process's thread is writing: queue behind it
+            for body, future in group:
+                self._hand_over(body, future)
+            return
+        try:
             outcomes = self._commit(db, [body for body, _ in group])
+        finally:
+            self._writing.release()
         settled = []
         for (body, future), (done, value) in zip(group, outcomes, strict=True):
             if not done and isinstance(value, _Busy):
+                # Another process holds the lock. Several processes writing one file is a lasting state: the
+                # acknowledgements go through the thread, which takes turns with them (the loop's connection,
+                # trying at every turn of the loop, would win the lock whenever free and starve them).
+                self._shared_until = time.monotonic() + SHARED_FILE_SECONDS
                 self._hand_over(body, future)
             else:
                 settled.append((future, done, value))
@@ -247,10 +272,10 @@ class SQLiteDatabase:
         return self._db
 
     def _disconnect(self) -> None:
-        for db in (self._loop_db, self._db):  # the thread's last: closing the last connection checkpoints the log
+        for db in (self._loop_db, self._write_db, self._db):  # the last to close checkpoints the log
             if db is not None:
                 db.close()
-        self._loop_db = self._db = None
+        self._loop_db = self._write_db = self._db = None
 
     def _serve(self) -> None:
         """The database thread: take everything queued, run it in order (consecutive writes as one group), hand
@@ -272,6 +297,9 @@ class SQLiteDatabase:
                 if job is not None:
                     settled.append((job.future, *self._run_one(job)))
             self._run_group(group, settled)
+            if group and time.monotonic() < self._shared_until:
+                # Leave the lock free a moment for the other processes, which try for it every millisecond (_begin).
+                time.sleep(SHARED_GAP_SECONDS)
             if settled:
                 try:
                     settled[0][0].get_loop().call_soon_threadsafe(_settle, settled)
@@ -283,7 +311,9 @@ class SQLiteDatabase:
     def _run_group(self, group: list[_Job], settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
         if group:
             try:
-                outcomes = self._commit(self._connection(), [job.work for job in group])
+                with self._writing:
+                    assert self._write_db is not None, "store is not open"
+                    outcomes = self._commit(self._write_db, [job.work for job in group])
             except Exception as error:  # never reached by a write's own failure: those are outcomes
                 outcomes = [(False, error)] * len(group)
             settled.extend((job.future, done, value) for job, (done, value) in zip(group, outcomes, strict=True))
@@ -324,12 +354,7 @@ class SQLiteDatabase:
 
     def _transaction(self, db: sqlite3.Connection, run: Callable[[_Tx], T], writes: int) -> T:
         # IMMEDIATE takes the write lock up front, so concurrent processes queue instead of deadlocking.
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            if db is self._loop_db and error.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise _Busy(str(error)) from error
-            raise
+        self._begin(db)
         try:
             result = run(_Tx(db))
         except BaseException:
@@ -341,6 +366,28 @@ class SQLiteDatabase:
         self.writes += writes
         self.checkpointer.committed(writes)
         return result
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE on a connection that never waits in SQLite's busy handler: the loop's gives up at once
+        (_Busy), the thread's tries again every millisecond up to `busy_timeout`. SQLite's own handler sleeps 1 to
+        100 ms between tries, so a process that takes the lock again right after its commit kept the others
+        out for seconds; and a wait seen here is how this process learns that others write the file too."""
+        deadline = None
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+                self._shared_until = time.monotonic() + SHARED_FILE_SECONDS
+                if db is self._loop_db:
+                    raise _Busy(str(error)) from error
+                now = time.monotonic()
+                deadline = deadline or now + self._busy_timeout
+                if now >= deadline:
+                    raise
+            time.sleep(0.001)
 
 
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:

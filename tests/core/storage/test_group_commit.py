@@ -150,6 +150,30 @@ async def test_acknowledgements_wait_for_a_lock_another_process_holds_and_then_a
         await store.close()
 
 
+
+async def test_two_stores_on_one_file_take_turns_and_every_acknowledgement_commits(tmp_path: Path) -> None:
+    # As two worker processes sharing the laptop's file: each finds the other holding the lock, and neither may
+    # keep it from the other (both bursts complete, every message stored once).
+    first, second = SQLiteStore(tmp_path / "store.db"), SQLiteStore(tmp_path / "store.db")
+    await first.open()
+    await second.open()
+    try:
+        for start in range(0, 1200, 300):
+            results = await asyncio.wait_for(asyncio.gather(
+                *(first.record_inbound("demo", inbound(n), Debounce(3, 15), NOW) for n in range(start, start + 150)),
+                *(second.record_inbound("demo", inbound(n), Debounce(3, 15), NOW)
+                  for n in range(start + 150, start + 300))), 60)
+            assert all(result.is_new for result in results)
+        for n in (0, 299, 1199):
+            conversation = await second.find_conversation("demo", "2001", f"54911555{n:05d}")
+            assert conversation is not None
+            [message] = await first.pending_batch(conversation.id)
+            assert message.text == f"hola {n}"
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_the_log_is_checkpointed_off_the_writer_and_stays_short(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "store.db", wal_bytes=256 * 1024)
     await store.open()
