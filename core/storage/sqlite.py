@@ -140,6 +140,7 @@ WRITE, READ, CALL = "write", "read", "call"
 # the lock free a moment after each group): with one process on the file (the default), they never do.
 SHARED_FILE_SECONDS = 60.0
 SHARED_GAP_SECONDS = 0.001  # meanwhile, how long the thread leaves the lock free after each group
+THREAD_WAIT_SECONDS = 0.02  # how long the loop waits for this process's thread to finish writing
 
 
 class _Busy(Exception):
@@ -239,7 +240,9 @@ class SQLiteDatabase:
         if db is None:  # closed meanwhile
             _settle([(future, False, StoreUnavailable("SQLite: the store is closed")) for _, future in group])
             return
-        if not self._writing.acquire(blocking=False):  # this process's thread is writing: queue behind it
+        # This process's thread may be writing (a turn, a claim): its groups take milliseconds, so wait for it
+        # rather than queue behind everything else it has to do (reads of turns under way), up to a bound.
+        if not self._writing.acquire(timeout=THREAD_WAIT_SECONDS):
             for body, future in group:
                 self._hand_over(body, future)
             return
