@@ -39,6 +39,9 @@ DUE_AT_ONCE = 10  # broadcasts looked at per pass
 # The last part of a lease in which no send starts (the recipient goes back to the queue): claims hand out slots
 # within the first half, so only a process stalled that long gives any back.
 LEASE_MARGIN = 0.25
+# How late after its booked slot a send may still start: later, the recipient is booked again. A quarter second
+# keeps any 1 s window within 1.25x the rate.
+LATE_SLOT_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ class BroadcastRunner:
 
         async def one(recipient: Recipient, message: NewMessage, stored: StoredMessage, slot: datetime) -> None:
             await self._until(slot)
-            if halt.is_set() or self._lease_ending(recipient):
+            if halt.is_set() or self._lease_ending(recipient) or self._missed(slot):
                 held.append(recipient.id)
                 return
             try:
@@ -260,6 +263,11 @@ class BroadcastRunner:
             delay = (slot - self._clock.now()).total_seconds()
             if delay > 0:
                 await self._sleep(delay)
+
+    def _missed(self, slot: datetime | None) -> bool:
+        # A process the machine held back wakes for several slots at once; sent together they would pass the
+        # number's rate (the other processes send on their own slots meanwhile). Those go back to the queue.
+        return slot is not None and (self._clock.now() - slot).total_seconds() > LATE_SLOT_SECONDS
 
     def _lease_ending(self, recipient: Recipient) -> bool:
         # A send started this late could still be in flight when another process claims the recipient again.
