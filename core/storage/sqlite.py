@@ -155,8 +155,9 @@ class SQLiteDatabase:
     poor place for them: a thread takes the GIL back after each SQLite call, and under a burst of deliveries the
     loop, parsing the next requests, held it; the writer spent ~60 of its ~95 us per acknowledgement waiting
     (measured: one worker acknowledged ~14 % more on the loop's thread). That connection never waits for the write
-    lock: when this process's own thread holds it, the group goes to the thread, and so do the acknowledgements
-    after it until the thread has caught up; when another process holds it, acknowledgements go through the thread
+    lock in SQLite: when this process's own thread is writing, the loop waits for that write to end (up to
+    THREAD_WAIT_SECONDS, then the group goes to the thread, and so do the acknowledgements after it until the thread
+    has caught up); when another process holds it, acknowledgements go through the thread
     for a while (SHARED_FILE_SECONDS), which waits for the lock (up to `busy_timeout`) taking turns with them.
 
     Everything else (reads, turns, retention's batches...) runs on one thread of its own with its own connections,
@@ -175,7 +176,7 @@ class SQLiteDatabase:
         self._loop_db: sqlite3.Connection | None = None  # the event loop's, for acknowledgements
         self._acks: list[tuple[Body[Any], asyncio.Future[Any]]] = []  # queued for the loop's next turn
         self._handed_over = 0  # acknowledgements sent to the thread (the lock was taken) and not yet committed
-        # Held by whichever of this process's connections is writing: the loop's never waits for the thread's.
+        # Held by whichever of this process's connections is writing: they never meet in SQLite's lock.
         self._writing = threading.Lock()
         self._shared_until = 0.0  # time.monotonic() until which another process is taken to write to the file too
         self.commits = 0  # transactions committed, and the writes they held: how well writes are grouped
