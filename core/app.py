@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import Receive, Scope, Send
 
 from core.api.router import ClientApps, add_error_handlers
 from core.api.sandbox import router as sandbox_router
@@ -24,6 +25,7 @@ from core.logs import configure_logging
 from core.operations import router as operations_router
 from core.services import run_services
 from core.webhook.router import add_routes as add_webhook_routes
+from core.webhook.router import serve as serve_webhook
 
 log = logging.getLogger("core.app")
 
@@ -48,6 +50,17 @@ def deployment_warnings(settings: Settings, registry: ClientRegistry) -> list[De
             "restart (at least daily), and with it every conversation; set DATABASE_URL to PostgreSQL",
             ",".join(live)))
     return found
+
+
+class BotApp(FastAPI):
+    """The service's app. POST /webhook, by far its busiest request, goes straight to its handler: the middleware
+    stack and the router are for the other routes (the same handler stays routed, for a path under a root_path)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/webhook" and scope["method"] == "POST":
+            await serve_webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, env_file: Path | None = Path(".env"),
@@ -78,7 +91,7 @@ def create_app(settings: Settings | None = None, *, env_file: Path | None = Path
     # FastAPI's native OpenTelemetry off: nothing here configures a provider, and finding that out costs every
     # request three os.environ reads (~10 % of an acknowledgement's CPU outside the store). Metrics may turn it on.
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="WhatsApp bot server", version="1", lifespan=lifespan, telemetry=telemetry, **docs)
+    app = BotApp(title="WhatsApp bot server", version="1", lifespan=lifespan, telemetry=telemetry, **docs)
     add_error_handlers(app)
     add_webhook_routes(app)
     app.include_router(health_router)

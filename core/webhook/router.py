@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 import orjson
 from starlette import routing
+from starlette.types import Receive, Scope, Send
 
 from core.clients import Route
 from core.metrics import UNROUTED
@@ -62,8 +63,8 @@ async def verify(
 async def receive(request: Request) -> Response:
     """POST /webhook: verify, store and acknowledge; no LLM or Graph API call happens before the 200.
 
-    A plain Starlette route (see add_routes): FastAPI's request handling and dependency solving cost more CPU
-    than the rest of an acknowledgement outside the store, and this endpoint uses none of it."""
+    Called by `serve` ahead of the middleware stack (BotApp), and routed as a plain Starlette route (add_routes):
+    FastAPI's request handling costs more CPU than the rest of an acknowledgement outside the store."""
     started = perf_counter()
     services: Services = request.state.services
     limit = services.settings.webhook_max_body_bytes
@@ -114,6 +115,19 @@ async def receive(request: Request) -> Response:
     _acknowledged(services, client, started)
     # Written out rather than through JSONResponse's json.dumps: always this shape, and ~2 us less a delivery.
     return Response(b'{"status":"ok","stored":%d}' % stored, media_type="application/json")
+
+
+async def serve(scope: Scope, receive_message: Receive, send: Send) -> None:
+    """POST /webhook as an ASGI app of its own, for BotApp to call ahead of the middleware stack.
+
+    Starlette's error and exception middleware, FastAPI's exit stack and the router cost about as much CPU as the
+    handler's own work outside the store, and it uses none of them; what they would do for an error is here."""
+    try:
+        response = await receive(Request(scope, receive_message, send))
+    except Exception:  # receive answers every failure it knows; this is the one it does not (never a 500)
+        log.exception("webhook.failed")
+        response = _problem(503, "the delivery could not be recorded; retry later")
+    await response(scope, receive_message, send)
 
 
 def _acknowledged(services: Services, client: str, started: float) -> None:
