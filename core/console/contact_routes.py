@@ -29,17 +29,10 @@ def add_contact_routes(router: APIRouter, pages: Pages) -> None:
                            edit: Annotated[Edit | None, Form()] = None,
                            tag: Annotated[str, Form(max_length=200)] = "",
                            notes: Annotated[str, Form(max_length=20_000)] = "") -> Response:
-        session = await pages.cookies.read(request, services.store)
-        if session is None:
-            return pages.to_login()
-        client = pages.visible(services, session, client_name)
-        found = await services.store.get_conversation(client.name, conversation_id) if client else None
-        if client is None or found is None:
-            return pages.refuse(request, session, 404, "No such conversation.")
-        if not session.csrf_ok(csrf):
-            return pages.refuse(request, session, 403, "The form expired; reload the page and try again.")
-        if not session.user.can_act:
-            return pages.refuse(request, session, 403, "This account can read conversations but not act on them.")
+        admitted = await pages.admit_action(request, services, client_name, conversation_id, csrf)
+        if isinstance(admitted, Response):
+            return admitted
+        session, client, found = admitted
         if edit is None:
             return pages.refuse(request, session, 422, "Say what to change: edit=tag-add, tag-remove or notes.")
         contact = await services.store.get_contact(client.name, found.user_key)

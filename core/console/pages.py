@@ -13,6 +13,7 @@ from core.clients import Client
 from core.console.i18n import Translator, negotiate
 from core.console.session import Session, SessionCookies
 from core.services import Services
+from core.storage.records import Conversation
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,23 @@ class Pages:
         if acting is not None and not session.user.can_act:
             return self.refuse(request, session, 403, acting)
         return session, client
+
+    async def admit_action(self, request: Request, services: Services, client_name: str, conversation_id: int,
+                           csrf: str) -> tuple[Session, Client, Conversation] | Response:
+        """An operator's action on a conversation: the session, client and conversation, or the refusal (login; 404
+        for a conversation it may not see or that does not exist; 403 for an expired form or a viewer)."""
+        session = await self.cookies.read(request, services.store)
+        if session is None:
+            return self.to_login()
+        client = self.visible(services, session, client_name)
+        found = await services.store.get_conversation(client.name, conversation_id) if client else None
+        if client is None or found is None:
+            return self.refuse(request, session, 404, "No such conversation.")
+        if not session.csrf_ok(csrf):
+            return self.refuse(request, session, 403, "The form expired; reload the page and try again.")
+        if not session.user.can_act:
+            return self.refuse(request, session, 403, "This account can read conversations but not act on them.")
+        return session, client, found
 
     @staticmethod
     def to_login() -> RedirectResponse:

@@ -214,17 +214,12 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
                             conversation_id: ConversationId) -> Response:
         """Send an approved template (also outside the 24 h window): `template` is name|language, `p.<key>` each
         parameter's value. Registered before `act`, whose {action} would otherwise take the path."""
-        session = await cookies.read(request, services.store)
-        if session is None:
-            return to_login()
-        client = visible(services, session, client_name)
-        if client is None or await services.store.get_conversation(client.name, conversation_id) is None:
-            return refuse(request, session, 404, "No such conversation.")
         form = await request.form(max_fields=100, max_files=0)
-        if not session.csrf_ok(str(form.get("csrf") or "")):
-            return refuse(request, session, 403, "The form expired; reload the page and try again.")
-        if not session.user.can_act:
-            return refuse(request, session, 403, "This account can read conversations but not act on them.")
+        admitted = await pages.admit_action(request, services, client_name, conversation_id,
+                                            str(form.get("csrf") or ""))
+        if isinstance(admitted, Response):
+            return admitted
+        session, client, _ = admitted
         chosen = str(form.get("template") or "")
         name, language = parse_choice(chosen)
         # An empty field is a missing parameter (WhatsApp refuses empty ones): the refusal names it.
@@ -247,16 +242,10 @@ def build_console_router(settings: Settings, clock: Clock) -> APIRouter:
     async def act(request: Request, services: ServicesDep, client_name: ClientName, conversation_id: ConversationId,
                   action: Action, csrf: Annotated[str, Form(max_length=200)] = "",
                   text: Annotated[str, Form(max_length=4096)] = "") -> Response:
-        session = await cookies.read(request, services.store)
-        if session is None:
-            return to_login()
-        client = visible(services, session, client_name)
-        if client is None or await services.store.get_conversation(client.name, conversation_id) is None:
-            return refuse(request, session, 404, "No such conversation.")
-        if not session.csrf_ok(csrf):
-            return refuse(request, session, 403, "The form expired; reload the page and try again.")
-        if not session.user.can_act:
-            return refuse(request, session, 403, "This account can read conversations but not act on them.")
+        admitted = await pages.admit_action(request, services, client_name, conversation_id, csrf)
+        if isinstance(admitted, Response):
+            return admitted
+        session, client, _ = admitted
         now = services.clock.now()
         try:
             if action == "takeover" or action == "release":
